@@ -1,0 +1,173 @@
+"""Experiment configuration (YAML), validated by pydantic: data, scenario, threshold, methods.
+
+See SPEC "Experiment config". Unknown keys are errors (a typo must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rareflow.errors import RareflowError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimulateConfig(_Strict):
+    """Arguments of the built-in simulator (``source: simulate``)."""
+
+    n_events: int = Field(default=20000, gt=0)
+    rare_fraction: float = Field(default=0.5, gt=0, lt=1)
+    muon_fraction: float = Field(default=0.0, ge=0, lt=1)
+    source: Literal["point", "diffuse"] = "point"
+    dead_pixel_fraction: float = Field(default=0.0, ge=0, lt=1)
+
+
+class DataConfig(_Strict):
+    source: Literal["simulate", "table", "magic"] = "simulate"
+    path: str | None = None
+    format: Literal["parquet", "csv", "magic", "dl1"] | None = None
+    features: list[str] | None = None
+    rare_label: str = "gamma"
+    bulk_label: list[str] | None = None
+    drop_nonfinite: bool = False
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+
+    @field_validator("bulk_label", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DataConfig":
+        if self.source in ("table", "magic") and not self.path:
+            raise ValueError(f"data.path is required for source '{self.source}'")
+        return self
+
+
+class ScenarioConfig(_Strict):
+    kind: Literal["rare", "anomaly"] = "rare"
+    fit_on: Literal["bulk", "rare", "both"] = "both"
+    test_size: float = Field(default=0.5, gt=0, lt=1)
+    test_rare_fraction: float = Field(default=1e-3, gt=0, lt=1)
+    fraction_mode: Literal["weights", "subsample"] = "weights"
+    min_rare_events: int = Field(default=10, ge=1)
+    contamination: float = Field(default=0.0, ge=0, lt=0.5)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @model_validator(mode="after")
+    def _fit_on(self) -> "ScenarioConfig":
+        if self.kind == "anomaly" and self.fit_on == "both":
+            raise ValueError("scenario.fit_on must be 'bulk' or 'rare' for the anomaly scenario")
+        return self
+
+
+class ThresholdConfig(_Strict):
+    """Cut chosen on training data (see :mod:`rareflow.evaluation.thresholds`)."""
+
+    rule: Literal["quantile", "chi2", "k_sigma"] = "quantile"
+    bulk_acceptance: float | None = Field(default=0.01, gt=0, lt=1)
+    rare_efficiency: float = Field(default=0.9, gt=0, lt=1)
+    alpha: float | None = None
+    k: float | None = None
+    calibration_fraction: float = Field(default=0.2, ge=0, lt=0.9)
+
+    def rule_dict(self) -> dict[str, Any]:
+        """The detector-level rule (without the runner's calibration setting)."""
+        d = self.model_dump(exclude={"calibration_fraction"}, exclude_none=True)
+        return d
+
+
+class SignificanceConfig(_Strict):
+    """Exposure for the expected Li & Ma significance: ON-region events before cuts, on/off ratio."""
+
+    n_events: float = Field(default=1e6, gt=0)
+    alpha: float = Field(default=0.2, gt=0)
+
+
+class MethodConfig(_Strict):
+    name: str
+    label: str | None = None  # display name, e.g. "flow (latent_norm)"; defaults to name
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+def _default_methods() -> list[MethodConfig]:
+    return [MethodConfig(name=n) for n in ("gbdt", "mahalanobis", "power-mahalanobis", "iforest")]
+
+
+class ExperimentConfig(_Strict):
+    name: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+    methods: list[MethodConfig] = Field(default_factory=_default_methods, min_length=1)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        return [{"name": m} if isinstance(m, str) else m for m in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ExperimentConfig":
+        names = [m.display for m in self.methods]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"methods listed twice: {dup}; give each a distinct 'label'")
+        return self
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"{loc}: {err['msg']}"
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a config mapping; one-line error naming the key."""
+    try:
+        return ExperimentConfig(**(raw or {}))
+    except ValidationError as exc:
+        raise RareflowError(f"{source}: {_first_error(exc)} (see SPEC 'Experiment config')") from None
+
+
+def load_config(path: str | Path | None) -> ExperimentConfig:
+    """Read and validate an experiment YAML; ``None`` gives the default simulated experiment.
+
+    Relative ``data.path`` values are resolved against the config file's folder first, then the
+    current directory.
+    """
+    if path is None:
+        return ExperimentConfig()
+    path = Path(path)
+    if not path.exists():
+        raise RareflowError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RareflowError(f"{path}: invalid YAML{where}; fix the syntax") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise RareflowError(f"{path}: the config must be a mapping with data/scenario/methods keys")
+    cfg = parse_config(raw or {}, str(path))
+    if cfg.data.path:
+        p = Path(cfg.data.path)
+        if not p.is_absolute():
+            beside = (path.parent / p).resolve()
+            cfg.data.path = str(beside if beside.exists() else p)
+    return cfg

@@ -1,0 +1,1 @@
+"""Data sources and feature tables: readers/writers, validation, the simulator and Hillas parameters."""

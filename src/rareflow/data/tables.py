@@ -1,0 +1,248 @@
+"""Feature tables: read (Parquet, CSV, UCI MAGIC, ctapipe DL1 HDF5), validate once, write Parquet.
+
+The contract (SPEC "Feature tables"): a pandas DataFrame with numeric feature columns, a
+``label`` column of strings, an optional ``weight`` column and ``true_*`` truth columns that are
+never features. Every check raises :class:`RareflowError` with one line naming the file, the
+column and the row, and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rareflow.atomic import atomic_path
+from rareflow.data.magic import looks_like_magic, read_magic
+from rareflow.errors import RareflowError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "csv", "magic", "dl1")
+LABEL = "label"
+WEIGHT = "weight"
+#: Columns that are never used as features when the feature list is automatic.
+META_COLUMNS = frozenset(
+    {LABEL, WEIGHT, "score", "prediction", "threshold", "event_id", "obs_id", "tel_id", "is_valid", "row"}
+)
+
+
+def detect_format(path: Path, fmt: str | None) -> str:
+    """The table format from ``fmt`` or the file name."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise RareflowError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return "parquet"
+    if suffixes and suffixes[-1] in (".csv",) or suffixes[-2:] == [".csv", ".gz"]:
+        return "csv"
+    if suffixes and suffixes[-1] in (".h5", ".hdf5"):
+        return "dl1"
+    if looks_like_magic(path):
+        return "magic"
+    raise RareflowError(
+        f"{path}: unknown table format {''.join(path.suffixes) or '(no extension)'}; "
+        f"use .parquet/.csv/.h5 or pass --format {{{'|'.join(FORMATS)}}}"
+    )
+
+
+def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read a feature table (no feature selection yet); errors for missing, unreadable or empty files."""
+    path = Path(path)
+    if not path.exists():
+        raise RareflowError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise RareflowError(f"{path}: is a directory; give a table file")
+    fmt = detect_format(path, fmt)
+    if fmt == "parquet":
+        df = _read_parquet(path)
+    elif fmt == "csv":
+        df = _read_csv(path)
+    elif fmt == "magic":
+        df = read_magic(path)
+    else:
+        from rareflow.data.simtel import read_dl1_parameters  # optional [iact] reader
+
+        df = read_dl1_parameters(path)
+    if len(df) == 0:
+        raise RareflowError(f"{path}: the table has no rows; give a table with events")
+    if LABEL in df.columns:
+        df[LABEL] = df[LABEL].astype(str)
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__}); is the file complete?") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise RareflowError(f"{path}: the CSV file is empty; expected a header row and events") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RareflowError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` as Parquet atomically (temp file + rename)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def parse_feature_list(spec: str | Sequence[str] | None) -> list[str] | None:
+    """``"a,b,c"`` or a list -> list of names; None/empty -> None (automatic)."""
+    if spec is None:
+        return None
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    names = [n for n in names if n]
+    return names or None
+
+
+def select_features(df: pd.DataFrame, features: Sequence[str] | None, source: str = "table") -> list[str]:
+    """Feature columns: the requested ones (checked), or every numeric non-meta, non-``true_`` column."""
+    if features is None:
+        cols = [
+            c
+            for c in df.columns
+            if c not in META_COLUMNS
+            and not str(c).startswith("true_")
+            and pd.api.types.is_numeric_dtype(df[c])
+            and not pd.api.types.is_bool_dtype(df[c])
+        ]
+        if not cols:
+            raise RareflowError(f"{source}: no numeric feature columns found; columns are {list(df.columns)}")
+        return cols
+    missing = [f for f in features if f not in df.columns]
+    if missing:
+        raise RareflowError(
+            f"{source}: unknown feature column(s) {missing}; available: {', '.join(map(str, df.columns))}"
+        )
+    dup = sorted({f for f in features if list(features).count(f) > 1})
+    if dup:
+        raise RareflowError(f"{source}: feature column(s) {dup} listed twice in --features")
+    for f in features:
+        if f == LABEL or f == WEIGHT or str(f).startswith("true_"):
+            raise RareflowError(f"{source}: column {f!r} cannot be a feature (label, weight and true_* are not)")
+        if not pd.api.types.is_numeric_dtype(df[f]) or pd.api.types.is_bool_dtype(df[f]):
+            raise RareflowError(f"{source}: column {f!r} is not numeric (dtype {df[f].dtype}); drop it from --features")
+    return list(features)
+
+
+def check_finite(
+    df: pd.DataFrame, columns: Sequence[str], source: str, drop: bool = False, row_offset: int = 0
+) -> pd.DataFrame:
+    """Error on NaN/inf in ``columns`` (how many, which columns, first row), or drop those rows if asked.
+
+    Rows are numbered from 0 in file order (``row_offset`` for a chunk that starts further in).
+    """
+    values = df[list(columns)].to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return df
+    bad_rows = bad.any(axis=1)
+    n_rows, n_vals = int(bad_rows.sum()), int(bad.sum())
+    if drop:
+        log.warning("%s: dropped %d row(s) with NaN/inf values (--drop-nonfinite)", source, n_rows)
+        out = df.loc[~bad_rows].reset_index(drop=True)
+        if len(out) == 0:
+            raise RareflowError(f"{source}: every row has NaN/inf values; nothing left after dropping them")
+        return out
+    cols = [c for c, b in zip(columns, bad.any(axis=0)) if b]
+    first = int(np.argmax(bad_rows)) + row_offset
+    raise RareflowError(
+        f"{source}: {n_vals} NaN/inf value(s) in {n_rows} row(s), column(s) {cols}, first at row {first}; "
+        "fix the data or pass --drop-nonfinite to drop those rows"
+    )
+
+
+def encode_labels(
+    df: pd.DataFrame,
+    rare_label: str,
+    bulk_labels: Sequence[str] | None,
+    source: str,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of the rare and bulk classes and ``y`` (1 rare, 0 bulk).
+
+    ``bulk_labels=None`` means every label other than ``rare_label``. Rows of other labels (e.g.
+    muons when the bulk is only protons) are dropped. Missing labels are errors.
+    """
+    if LABEL not in df.columns:
+        raise RareflowError(
+            f"{source}: no '{LABEL}' column; this needs labelled events (add a '{LABEL}' column, e.g. gamma/hadron)"
+        )
+    labels = df[LABEL].astype(str)
+    present = sorted(labels.unique())
+    if rare_label not in present:
+        raise RareflowError(f"{source}: rare label {rare_label!r} not present; labels are {present}")
+    if bulk_labels is None:
+        bulk = [lab for lab in present if lab != rare_label]
+    else:
+        bulk = list(bulk_labels)
+        absent = [b for b in bulk if b not in present]
+        if absent:
+            raise RareflowError(f"{source}: bulk label(s) {absent} not present; labels are {present}")
+        if rare_label in bulk:
+            raise RareflowError(f"{source}: label {rare_label!r} is both rare and bulk; pick one")
+    if not bulk:
+        raise RareflowError(f"{source}: only the rare label {rare_label!r} is present; bulk events are needed")
+    keep = labels.isin([rare_label, *bulk]).to_numpy()
+    out = df.loc[keep].reset_index(drop=True)
+    y = (out[LABEL].astype(str) == rare_label).to_numpy().astype(np.int64)
+    return out, y
+
+
+@dataclass
+class Dataset:
+    """A validated feature table ready for splitting: features, labels, weights, truth."""
+
+    frame: pd.DataFrame
+    features: list[str]
+    y: np.ndarray | None
+    rare_label: str
+    bulk_labels: list[str]
+    source: str
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame[self.features]
+
+    @property
+    def weight(self) -> np.ndarray | None:
+        return self.frame[WEIGHT].to_numpy(dtype=float) if WEIGHT in self.frame.columns else None
+
+
+def prepare_dataset(
+    df: pd.DataFrame,
+    source: str,
+    features: Sequence[str] | None = None,
+    rare_label: str = "gamma",
+    bulk_labels: Sequence[str] | None = None,
+    need_labels: bool = True,
+    drop_nonfinite: bool = False,
+) -> Dataset:
+    """Validate ``df`` once: labels, feature columns, finite values, weights."""
+    y = None
+    bulk: list[str] = list(bulk_labels or [])
+    if need_labels or LABEL in df.columns:
+        if need_labels or rare_label in set(df[LABEL].astype(str)):
+            df, y = encode_labels(df, rare_label, bulk_labels, source)
+            bulk = sorted(set(df[LABEL]) - {rare_label})
+    cols = select_features(df, features, source)
+    check_cols = cols + ([WEIGHT] if WEIGHT in df.columns else [])
+    df = check_finite(df, check_cols, source, drop=drop_nonfinite)
+    if y is not None and len(df) != len(y):  # rows were dropped: recompute labels
+        y = (df[LABEL].astype(str) == rare_label).to_numpy().astype(np.int64)
+    if WEIGHT in df.columns and (df[WEIGHT].to_numpy(dtype=float) < 0).any():
+        row = int(np.argmax(df[WEIGHT].to_numpy(dtype=float) < 0))
+        raise RareflowError(f"{source}: negative event weight at row {row} in column '{WEIGHT}'; weights must be >= 0")
+    return Dataset(frame=df, features=cols, y=y, rare_label=rare_label, bulk_labels=bulk, source=source)

@@ -1,0 +1,186 @@
+"""The detector contract shared by every method (scikit-learn estimator + PyOD detector).
+
+* The constructor stores parameters only (scikit-learn convention); ``fit`` learns.
+* ``fit(X, y=None, sample_weight=None)`` with ``y`` = 1 rare / 0 bulk.
+* ``decision_function(X)`` returns the score, **higher = rarer**, for every method.
+* ``decision_scores_`` (training scores), ``threshold_`` (cut chosen on training data),
+  ``predict(X)`` -> 1 rare / 0 bulk (``score > threshold_``), ``feature_names_in_``.
+* Class attributes say what a method needs: ``kind`` (``one-class`` | ``two-class`` |
+  ``supervised``) and ``requires_labels``.
+
+One-class detectors learn the density of one class, named by their ``fit_on`` parameter. Their
+internal *outlier score* grows away from that class; the public score is that outlier score when
+``fit_on="bulk"`` (far from the bulk = rare) and its negative when ``fit_on="rare"`` (close to the
+rare class = rare). When ``fit`` gets labels, a one-class detector keeps the rows of its class;
+without labels it takes every row as that class (anomaly scenario, possibly contaminated).
+
+A subclass implements ``_fit``, ``_score`` (outlier score for one-class, rare score otherwise) and
+``_export`` / ``_import`` for persistence (JSON-able settings, numpy arrays, opaque byte blobs —
+never pickle). ``_analytic_threshold`` is optional (``chi2`` / ``k_sigma`` rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from rareflow.errors import RareflowError
+from rareflow.evaluation.thresholds import ThresholdRule, parse_rule, quantile_threshold
+
+Kind = Literal["one-class", "two-class", "supervised"]
+
+
+@dataclass
+class FittedState:
+    """What a detector saves beyond its constructor parameters."""
+
+    json: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+class Detector(BaseEstimator):
+    """Base class of every rareflow detector. Subclasses register with :func:`register`."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[Kind] = "one-class"
+    requires_labels: ClassVar[bool] = False
+
+    # -- public API -------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "Detector":
+        """Learn from ``X`` (rows = events); ``y``: 1 rare / 0 bulk; optional event weights."""
+        Xa = self._validate_X(X, reset=True)
+        ya = self._validate_y(y, len(Xa))
+        wa = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if self.requires_labels and ya is None:
+            raise RareflowError(
+                f"method '{self.name}' needs labels: give the table a 'label' column with rare and bulk events"
+            )
+        if self.kind == "one-class" and ya is not None:
+            keep = ya == (1 if self._fit_on() == "rare" else 0)
+            if not keep.any():
+                raise RareflowError(
+                    f"method '{self.name}' fits on the {self._fit_on()} class but the training data has none of it"
+                )
+            Xa, wa, ya = Xa[keep], (None if wa is None else wa[keep]), None
+        elif ya is not None and self.kind != "one-class" and len(np.unique(ya)) < 2:
+            raise RareflowError(
+                f"method '{self.name}' needs both rare and bulk events in training; found only one class"
+            )
+        self._fit(Xa, ya, wa)
+        self.decision_scores_ = self._public_score(Xa)
+        self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Score of each row of ``X``: higher = rarer."""
+        check_is_fitted(self, "threshold_")
+        return self._public_score(self._validate_X(X, reset=False))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 = rare/anomalous (score above ``threshold_``), 0 = bulk."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def set_threshold_from(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Re-choose ``threshold_`` by this detector's rule from the scores of (training) data ``X``."""
+        scores = self.decision_function(X)
+        ya = self._validate_y(y, len(scores))
+        wa = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        self.threshold_ = self._threshold_from(scores, ya, wa)
+        return self.threshold_
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _export(self) -> FittedState:
+        raise NotImplementedError
+
+    def _import(self, state: FittedState) -> None:
+        raise NotImplementedError
+
+    def _analytic_threshold(self, rule: ThresholdRule) -> float:
+        """Cut on the *outlier* score for an analytic rule; methods with a known law override."""
+        raise RareflowError(
+            f"method '{self.name}' does not support threshold rule '{rule.rule}'; use rule: quantile"
+        )
+
+    # -- shared machinery ----------------------------------------------------------------------
+    def _fit_on(self) -> Literal["bulk", "rare"]:
+        fit_on = getattr(self, "fit_on", "bulk")
+        if fit_on not in ("bulk", "rare"):
+            raise RareflowError(f"fit_on must be 'bulk' or 'rare', got {fit_on!r}")
+        return fit_on
+
+    def _sign(self) -> float:
+        return -1.0 if self.kind == "one-class" and self._fit_on() == "rare" else 1.0
+
+    def _public_score(self, X: np.ndarray) -> np.ndarray:
+        return self._sign() * np.asarray(self._score(X), dtype=float)
+
+    def _threshold_rule(self) -> ThresholdRule:
+        return parse_rule(getattr(self, "threshold", None))
+
+    def _threshold_from(self, scores: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> float:
+        rule = self._threshold_rule()
+        if rule.rule != "quantile":
+            if self.kind != "one-class":
+                raise RareflowError(f"threshold rule '{rule.rule}' applies to one-class methods only; use quantile")
+            return self._sign() * self._analytic_threshold(rule)
+        single = self._fit_on() if self.kind == "one-class" else None
+        return quantile_threshold(scores, y, rule, w, single_class=single)
+
+    def _validate_X(self, X: Any, reset: bool) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+            if reset:
+                self.feature_names_in_ = np.asarray(names, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                expected = [str(c) for c in self.feature_names_in_]
+                missing = [c for c in expected if c not in names]
+                if missing:
+                    raise RareflowError(
+                        f"the data lacks feature column(s) {missing} that the '{self.name}' model was trained on; "
+                        "score a table with the same features"
+                    )
+                X = X[expected]
+            arr = X.to_numpy(dtype=float)
+        else:
+            arr = np.asarray(X, dtype=float)
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        if arr.ndim != 2:
+            raise RareflowError(f"expected a 2-D table of features, got shape {arr.shape}")
+        if reset:
+            if arr.shape[0] == 0:
+                raise RareflowError(f"method '{self.name}' got an empty training table")
+            self.n_features_in_ = arr.shape[1]
+        elif arr.shape[1] != self.n_features_in_:
+            raise RareflowError(
+                f"the '{self.name}' model expects {self.n_features_in_} features, the data has {arr.shape[1]}"
+            )
+        if not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise RareflowError(
+                f"non-finite value at row {int(bad[0])}, feature {int(bad[1])}; drop or fix NaN/inf rows first"
+            )
+        return arr
+
+    @staticmethod
+    def _validate_y(y: Any, n: int) -> np.ndarray | None:
+        if y is None:
+            return None
+        ya = np.asarray(y).astype(np.int64).ravel()
+        if len(ya) != n:
+            raise RareflowError(f"labels have {len(ya)} rows but the features have {n}")
+        if not np.isin(ya, (0, 1)).all():
+            raise RareflowError("labels must be 1 (rare) or 0 (bulk)")
+        return ya

@@ -1,0 +1,1 @@
+"""Evaluation: weighted metrics, thresholds from training data, the compare runner, plots, report."""

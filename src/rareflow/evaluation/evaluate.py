@@ -1,0 +1,61 @@
+"""``rareflow evaluate``: metrics of a scores file (from ``rareflow score`` or ``compare``).
+
+Labels come from the ``label`` column (rare label vs the bulk labels); ``weight`` is used when
+present; the cut is the ``threshold`` column (the model's training-data threshold). A file with
+``method``/``seed`` columns (compare's scores.parquet) is evaluated per method and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rareflow.data.tables import encode_labels
+from rareflow.errors import RareflowError
+from rareflow.evaluation.metrics import evaluate_scores
+from rareflow.evaluation.summary import metrics_document
+from rareflow.scoring import read_scores
+
+
+def evaluate_file(
+    path: str | Path,
+    rare_label: str = "gamma",
+    bulk_labels: list[str] | None = None,
+    significance_events: float = 1e6,
+    significance_alpha: float = 0.2,
+) -> dict[str, Any]:
+    """The metrics.json document for the scores in ``path``."""
+    df, meta = read_scores(path)
+    df, y = encode_labels(df, rare_label, bulk_labels, str(path))
+    if not np.isfinite(df["score"].to_numpy(dtype=float)).all():
+        row = int(np.argmax(~np.isfinite(df["score"].to_numpy(dtype=float))))
+        raise RareflowError(f"{path}: non-finite score at row {row}; rescore the data")
+    df = df.assign(_y=y)
+    if "method" not in df.columns:
+        df = df.assign(method=meta.get("method", "model"))
+    if "seed" not in df.columns:
+        df = df.assign(seed=0)
+    per_seed = []
+    for (method, seed), g in df.groupby(["method", "seed"], sort=False):
+        if g["_y"].nunique() < 2:
+            raise RareflowError(f"{path}: method {method}, seed {seed} has only one class; metrics need rare and bulk events")
+        thr = float(g["threshold"].iloc[0]) if "threshold" in g.columns else None
+        w = g["weight"].to_numpy(dtype=float) if "weight" in g.columns else None
+        m = evaluate_scores(
+            g["_y"], g["score"], w, threshold=thr,
+            significance_events=significance_events, significance_alpha=significance_alpha,
+        )
+        per_seed.append({"method": str(method), "seed": int(seed), **m})
+    bulk = sorted(set(df["label"].astype(str)) - {rare_label})
+    return metrics_document(
+        dataset=str(path),
+        scenario={"kind": "external", "note": "metrics of a scores file; scenario not known to evaluate"},
+        seeds=sorted({r["seed"] for r in per_seed}),
+        per_seed=per_seed,
+        extra={
+            "data": {"rare_label": rare_label, "bulk_labels": bulk},
+            "significance": {"n_events": significance_events, "alpha": significance_alpha},
+        },
+    )
