@@ -26,9 +26,13 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def roc_plot(scores: pd.DataFrame, path: Path, rare_label: str, min_acceptance: float = 1e-4) -> Path:
-    """Rare efficiency vs bulk acceptance (log x) per method; band = min/max over seeds."""
+    """Rare efficiency vs bulk acceptance (log x) per method; band = min/max over seeds.
+
+    The x axis starts where one bulk test event passes (below that the curve is extrapolation).
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    grid = np.logspace(np.log10(min_acceptance), 0, 200)
+    n_bulk = scores.groupby(["method", "seed"])["y"].apply(lambda y: int((y == 0).sum())).min()
+    grid = np.logspace(np.log10(max(min_acceptance, 1.0 / max(n_bulk, 1))), 0, 200)
     for method, g in scores.groupby("method", sort=False):
         curves = []
         for _, gs in g.groupby("seed"):
@@ -60,20 +64,25 @@ def score_distributions(scores: pd.DataFrame, path: Path, rare_label: str, seed:
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
     for ax, method in zip(axes.ravel(), methods):
         g = sub[sub["method"] == method]
-        s = g["score"].to_numpy()
+        raw = g["score"].to_numpy()
+        q1, q3 = np.quantile(raw, [0.25, 0.75])
+        spread = np.ptp(np.quantile(raw, [0.001, 0.999]))
+        squash = spread > 10 * max(q3 - q1, 1e-12)  # heavy tails: show sign(s) log10(1 + |s|)
+        f = (lambda x: np.sign(x) * np.log10(1 + np.abs(x))) if squash else (lambda x: x)
+        s = f(raw)
         lo, hi = np.quantile(s, [0.001, 0.999])
         if lo == hi:
             lo, hi = lo - 1, hi + 1
         bins = np.linspace(lo, hi, 60)
         for cls, name, color in ((0, "bulk", "tab:blue"), (1, rare_label, "tab:orange")):
-            v = np.clip(g.loc[g["y"] == cls, "score"].to_numpy(), lo, hi)
+            v = np.clip(f(g.loc[g["y"] == cls, "score"].to_numpy()), lo, hi)
             if len(v):
                 ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5, color=color, label=f"{name} (n={len(v)})")
-        thr = float(g["threshold"].iloc[0])
+        thr = float(f(np.float64(g["threshold"].iloc[0])))
         if lo <= thr <= hi:
             ax.axvline(thr, color="k", ls="--", lw=1, label="cut (training data)")
         ax.set_title(str(method), fontsize=10)
-        ax.set_xlabel("score (higher = rarer)")
+        ax.set_xlabel("sign(s)·log10(1+|s|), s = score" if squash else "score (higher = rarer)")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     for ax in axes.ravel()[len(methods):]:
