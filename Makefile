@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,iact
+EXTRAS ?= dev,iact,dask
 
 .PHONY: setup demo test bench clean
 

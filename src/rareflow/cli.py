@@ -187,6 +187,9 @@ def compare(
     out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, scores.parquet, *.png, report.html."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Override the config's split seeds, e.g. 0,1,2."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Override the config's methods, e.g. gbdt,flow."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Run the sweep on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
+    ),
     seed: int = SEED,
     quiet: bool = QUIET,
 ) -> None:
@@ -203,7 +206,7 @@ def compare(
             raise RareflowError(f"--seeds {seeds!r}: expected comma-separated integers") from None
     if methods:
         cfg.methods = [MethodConfig(name=m.strip()) for m in methods.split(",") if m.strip()]
-    paths = run_compare(cfg, out, data_seed=seed)
+    paths = run_compare(cfg, out, data_seed=seed, scheduler=scheduler)
     _echo(f"wrote {paths['report']} and metrics.json, scores.parquet, plots in {out}", quiet)
 
 

@@ -127,7 +127,25 @@ def build_detector(cfg: ExperimentConfig, method: MethodConfig, seed: int) -> De
     return get_detector(method.name, **params)
 
 
-def _run_one(det: Detector, ds: Dataset, split: Split, cfg: ExperimentConfig) -> tuple[dict[str, Any], np.ndarray]:
+@dataclass
+class TaskResult:
+    """One (seed, method) cell of a sweep."""
+
+    method: str
+    seed: int
+    metrics: dict[str, Any]
+    scores: np.ndarray
+    threshold: float
+
+
+def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodConfig) -> TaskResult:
+    """Fit one method on one split, cut on the calibration part, score and evaluate the test part.
+
+    Pure given its inputs (seeded inside), so it runs the same in-process or on a Dask worker.
+    """
+    seed = split.seed
+    seed_everything(derive_seed(seed, method.name))
+    det = build_detector(cfg, method, seed)
     X, y = ds.X, ds.y
     assert y is not None
     w = ds.weight
@@ -149,11 +167,15 @@ def _run_one(det: Detector, ds: Dataset, split: Split, cfg: ExperimentConfig) ->
         significance_events=cfg.significance.n_events, significance_alpha=cfg.significance.alpha,
     )
     m.update(fit_seconds=fit_seconds, score_events_per_second=len(Xt) / score_seconds)
-    return m, scores
+    return TaskResult(method.display, seed, m, scores, float(det.threshold_))
 
 
-def run_experiment(cfg: ExperimentConfig, data_seed: int = 0) -> RunResult:
-    """Run every method of ``cfg`` on identical splits for every seed."""
+def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | None = None) -> RunResult:
+    """Run every method of ``cfg`` on identical splits for every seed.
+
+    ``scheduler``: None runs in this process; ``"local"`` or a Dask scheduler address runs the
+    (seed, method) tasks on Dask (see :mod:`rareflow.parallel`) with identical results.
+    """
     ds = load_experiment_data(cfg, data_seed)
     assert ds.y is not None
     skipped: dict[str, str] = {}
@@ -166,34 +188,36 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int = 0) -> RunResult:
             runnable.append(m)
     if not runnable:
         raise RareflowError(f"no configured method can run in the {cfg.scenario.kind} scenario: {skipped}")
-    per_seed: list[dict[str, Any]] = []
-    score_frames: list[pd.DataFrame] = []
-    splits: dict[int, dict[str, Any]] = {}
+    splits = {seed: make_split(cfg, ds.y, seed) for seed in cfg.scenario.seeds}
+    tasks = [(splits[seed], method) for seed in cfg.scenario.seeds for method in runnable]
+    if scheduler is None:
+        results = []
+        with make_progress() as progress:
+            bar = progress.add_task("compare", total=len(tasks), info="")
+            for split, method in tasks:
+                progress.update(bar, info=f"seed {split.seed} · {method.display}")
+                results.append(run_task(cfg, ds, split, method))
+                progress.advance(bar)
+    else:
+        from rareflow.parallel import run_tasks
+
+        results = run_tasks(scheduler, cfg, ds, tasks)
     labels = ds.frame["label"].astype(str).to_numpy()
-    with make_progress() as progress:
-        task = progress.add_task("compare", total=len(cfg.scenario.seeds) * len(runnable), info="")
-        for seed in cfg.scenario.seeds:
-            split = make_split(cfg, ds.y, seed)
-            splits[seed] = split.info
-            for method in runnable:
-                progress.update(task, info=f"seed {seed} · {method.display}")
-                seed_everything(derive_seed(seed, method.name))
-                det = build_detector(cfg, method, seed)
-                metrics, scores = _run_one(det, ds, split, cfg)
-                per_seed.append({"method": method.display, "seed": seed, **metrics})
-                idx = split.test_idx
-                score_frames.append(
-                    pd.DataFrame({
-                        "method": method.display, "seed": seed, "row": idx, "label": labels[idx],
-                        "y": ds.y[idx], "weight": split.test_weight, "score": scores, "threshold": det.threshold_,
-                    })
-                )
-                progress.advance(task)
+    per_seed, frames = [], []
+    for (split, _), res in zip(tasks, results):
+        per_seed.append({"method": res.method, "seed": res.seed, **res.metrics})
+        idx = split.test_idx
+        frames.append(
+            pd.DataFrame({
+                "method": res.method, "seed": res.seed, "row": idx, "label": labels[idx], "y": ds.y[idx],
+                "weight": split.test_weight, "score": res.scores, "threshold": res.threshold,
+            })
+        )
     return RunResult(
         config=cfg,
         dataset=describe_dataset(ds),
         per_seed=per_seed,
-        scores=pd.concat(score_frames, ignore_index=True),
-        splits=splits,
+        scores=pd.concat(frames, ignore_index=True),
+        splits={seed: s.info for seed, s in splits.items()},
         skipped=skipped,
     )
