@@ -65,7 +65,7 @@ def simulate(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for an image gallery and feature histograms."),
     muon_fraction: float = typer.Option(0.02, "--muon-fraction", min=0.0, max=1.0, help="Fraction of muon events."),
     source: str = typer.Option("point", "--source", help="Gamma source: point | diffuse."),
-    dead_pixel_fraction: float = typer.Option(0.0, "--dead-pixel-fraction", min=0.0, max=1.0),
+    dead_pixel_fraction: float = typer.Option(0.0, "--dead-pixel-fraction", min=0.0, max=0.99, help="Fraction of dead pixels."),
     seed: int = SEED,
     quiet: bool = QUIET,
 ) -> None:

@@ -23,7 +23,7 @@ class SimulateConfig(_Strict):
 
     n_events: int = Field(default=20000, gt=0)
     rare_fraction: float = Field(default=0.5, gt=0, lt=1)
-    muon_fraction: float = Field(default=0.0, ge=0, lt=1)
+    muon_fraction: float = Field(default=0.02, ge=0, lt=1)
     source: Literal["point", "diffuse"] = "point"
     dead_pixel_fraction: float = Field(default=0.0, ge=0, lt=1)
 
