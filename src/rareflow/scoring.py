@@ -32,7 +32,7 @@ def _batches(path: Path, fmt: str | None, batch_rows: int) -> tuple[Iterator[pd.
         if not path.exists():
             raise RareflowError(f"{path}: file not found; check the path")
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer keeps every row group read so far
         except Exception as exc:
             raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__}); is the file complete?") from None
         total = pf.metadata.num_rows

@@ -1,0 +1,314 @@
+"""Flow throughput: rareflow vs plain zuko vs nflows on the same architecture, data and threads.
+
+One run measures, on 10-D standard-normal data (2^17 rows):
+
+* training samples/s: a fixed number of Adam steps (batch 1024) of a RealNVP with 8 affine
+  couplings whose conditioners are MLPs 5 -> 128 -> 128 -> 10 (ReLU), for
+  - ``rareflow``: :class:`rareflow.flows.FlowModel` (fused RealNVP path over zuko's parameters),
+  - ``rareflow (zuko path)``: the same model with ``fused=False``,
+  - ``zuko``: ``zuko.flows.RealNVP(10, transforms=8, hidden_features=(128, 128))``,
+  - ``nflows``: ``AffineCouplingTransform`` x 8 with the same MLPs and a standard-normal base;
+  plus rareflow's full ``train()`` loop (clipping, shuffling, loss sync, validation);
+* scoring events/s: log-density of all rows in inference mode at several batch sizes (the best
+  batch of each library is reported); rareflow's number is ``FlowModel.evaluate`` — numpy in,
+  numpy out, preprocessing included;
+* the sgemm ceiling: GFLOP/s of a 4096^3 float32 matmul on the same threads, and the
+  architecture's FLOPs per event (2 x multiply-adds of the coupling MLPs), so
+  scoring efficiency = events/s x FLOPs/event / ceiling;
+* optionally (``--stream-rows``), scoring a Parquet file of that many rows streamed by row group
+  through the ``flow`` detector in a subprocess, with its peak RSS (bounded memory).
+
+Writes/replaces the section "## Flows (issue 4)" of ``benchmarks/RESULTS.md``.
+
+Usage: ``python benchmarks/bench_flows.py [--steps 150] [--repeats 3] [--stream-rows 10000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+D, TRANSFORMS, HIDDEN = 10, 8, (128, 128)
+ROWS = 2**17
+TRAIN_BATCH = 1024
+SCORE_BATCHES = (1024, 2048, 4096, 16384, 65536)
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "## Flows (issue 4)"
+
+
+# -- models -------------------------------------------------------------------------------------
+def flops_per_event() -> int:
+    """2 x multiply-adds of the 8 coupling MLPs (5 -> 128 -> 128 -> 10); elementwise ops ignored."""
+    half = D // 2
+    sizes = (half, *HIDDEN, 2 * (D - half))
+    return TRANSFORMS * sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def make_rareflow(fused: bool = True) -> nn.Module:
+    from rareflow.flows import FlowConfig, FlowModel, Preprocessor
+
+    cfg = FlowConfig("realnvp", features=D, transforms=TRANSFORMS, hidden=HIDDEN, activation="relu")
+    return FlowModel(cfg, Preprocessor(D), seed=0, fused=fused)
+
+
+def make_zuko() -> nn.Module:
+    import zuko
+
+    torch.manual_seed(0)
+    return zuko.flows.RealNVP(D, transforms=TRANSFORMS, hidden_features=HIDDEN)
+
+
+def make_nflows() -> nn.Module | None:
+    try:
+        from nflows.distributions.normal import StandardNormal
+        from nflows.flows.base import Flow
+        from nflows.transforms.base import CompositeTransform
+        from nflows.transforms.coupling import AffineCouplingTransform
+    except ImportError:
+        return None
+
+    class Net(nn.Sequential):
+        def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+            return super().forward(x)
+
+    def net(n_in: int, n_out: int) -> nn.Module:
+        return Net(
+            nn.Linear(n_in, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(), nn.Linear(HIDDEN[1], n_out)
+        )
+
+    torch.manual_seed(0)
+    layers = []
+    for i in range(TRANSFORMS):
+        mask = torch.arange(D) % 2 == i % 2  # nflows: >0 = transformed
+        layers.append(AffineCouplingTransform(mask.int() * 2 - 1, net))
+    return Flow(CompositeTransform(layers), StandardNormal([D]))
+
+
+def log_prob_fn(name: str, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name.startswith("rareflow"):
+        return model.log_prob
+    if name == "zuko":
+        return lambda x: model().log_prob(x)
+    return model.log_prob
+
+
+# -- measurements -------------------------------------------------------------------------------
+def sgemm_gflops(n: int = 4096, reps: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def train_rate(fn: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, x: torch.Tensor, steps: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    t = 0.0
+    for i in range(steps + 5):
+        if i == 5:
+            t = time.perf_counter()
+        j = (i * TRAIN_BATCH) % (len(x) - TRAIN_BATCH)
+        loss = -fn(x[j : j + TRAIN_BATCH]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * TRAIN_BATCH / (time.perf_counter() - t)
+
+
+def score_rate(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> float:
+    with torch.inference_mode():
+        fn(x[:batch])
+        t = time.perf_counter()
+        for i in range(0, len(x), batch):
+            fn(x[i : i + batch])
+        return len(x) / (time.perf_counter() - t)
+
+
+def evaluate_rate(model: nn.Module, X: np.ndarray, batch: int) -> float:
+    model.evaluate(X[:batch], batch_size=batch, latent=False)
+    t = time.perf_counter()
+    model.evaluate(X, batch_size=batch, latent=False)
+    return len(X) / (time.perf_counter() - t)
+
+
+def train_loop_rate(x: torch.Tensor, epochs: int = 2) -> float:
+    from rareflow.flows import Batch, nll_loss, train
+
+    model = make_rareflow()
+    h = train(model, nll_loss, Batch(x), Batch(x[:8192]), epochs=epochs, batch_size=TRAIN_BATCH, lr=1e-4, patience=0, progress=False)
+    return h["samples_per_second"]
+
+
+def stream_parquet(rows: int) -> dict[str, float]:
+    """Score a ``rows``-row Parquet file by row groups in a fresh process; its time and peak RSS."""
+    code = r"""
+import json, resource, sys, time
+import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+from rareflow.detectors import get_detector
+rows, path = int(sys.argv[1]), sys.argv[2]
+cols = [f"f{j}" for j in range(10)]
+r = np.random.default_rng(0)
+det = get_detector("flow", epochs=1, progress=False, activation="relu").fit(pd.DataFrame(r.normal(size=(20000, 10)), columns=cols))
+rss_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with pq.ParquetWriter(path, pa.schema([(c, pa.float32()) for c in cols])) as w:
+    for start in range(0, rows, 1_000_000):
+        n = min(1_000_000, rows - start)
+        w.write_table(pa.table({c: r.normal(size=n).astype(np.float32) for c in cols}), row_group_size=250_000)
+rss_write = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+f = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer=True caches every row group read so far
+t = time.perf_counter(); n = 0; s = 0.0
+for scores in det.decision_function_batches(f.iter_batches(batch_size=250_000)):
+    n += len(scores); s += float(scores.sum())
+dt = time.perf_counter() - t
+print(json.dumps({"rows": n, "seconds": dt, "events_per_s": n / dt, "rss_after_fit_mb": rss_fit,
+                  "rss_after_write_mb": rss_write, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "row_groups": f.num_row_groups}))
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(rows), str(Path(tmp) / "big.parquet")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- report -------------------------------------------------------------------------------------
+def write_section(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    block = f"{SECTION}\n\n{text.strip()}\n\n"
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=150, help="training steps per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best is kept")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--stream-rows", type=int, default=0, help="also stream-score a Parquet file of N rows")
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    load0 = os.getloadavg()[0]
+    torch.manual_seed(0)
+    x = torch.randn(ROWS, D)
+    X = x.double().numpy()
+
+    models: dict[str, nn.Module] = {"rareflow": make_rareflow(), "rareflow (zuko path)": make_rareflow(False), "zuko": make_zuko()}
+    nf = make_nflows()
+    if nf is not None:
+        models["nflows"] = nf
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
+    train_best: dict[str, float] = {k: 0.0 for k in models}
+    score_best: dict[str, tuple[float, int]] = {k: (0.0, 0) for k in models}
+    ceiling, loop_rate = 0.0, 0.0
+    for rep in range(args.repeats):
+        ceiling = max(ceiling, sgemm_gflops())
+        for name, model in models.items():
+            fn = log_prob_fn(name, model)
+            model.train()
+            train_best[name] = max(train_best[name], train_rate(fn, model, x, args.steps))
+            model.eval()
+            for b in SCORE_BATCHES:
+                if name.startswith("rareflow"):
+                    rate = evaluate_rate(model, X, b)
+                else:
+                    rate = score_rate(fn, x, b)
+                if rate > score_best[name][0]:
+                    score_best[name] = (rate, b)
+        loop_rate = max(loop_rate, train_loop_rate(x))
+        print(f"repeat {rep + 1}/{args.repeats} done", file=sys.stderr)
+    load1 = os.getloadavg()[0]
+    fpe = flops_per_event()
+
+    # sanity: same weights -> same log-density (fused path vs zuko)
+    with torch.inference_mode():
+        ref = make_rareflow(False)
+        ref.load_state_dict(models["rareflow"].state_dict())
+        diff = float((models["rareflow"].log_prob(x[:4096]) - ref.log_prob(x[:4096])).abs().max())
+
+    rows = []
+    for name in models:
+        rate, b = score_best[name]
+        eff = rate * fpe / (ceiling * 1e9)
+        rows.append(f"| {name} | {n_params[name]:,} | {train_best[name]:,.0f} | {rate:,.0f} | {b} | {100 * eff:.1f}% |")
+    table = "\n".join(
+        [
+            "| implementation | parameters | training samples/s | scoring events/s | best scoring batch | scoring / FLOP bound |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    stream = ""
+    if args.stream_rows:
+        load_s = os.getloadavg()[0]
+        st = stream_parquet(args.stream_rows)
+        load_e = os.getloadavg()[0]
+        stream = (
+            f"\nStreaming: {st['rows']:,} rows of a Parquet file ({st['row_groups']} row groups of 250k) scored "
+            f"through `FlowDetector.decision_function_batches` in {st['seconds']:.1f} s "
+            f"({st['events_per_s']:,.0f} events/s incl. Parquet decode and pandas conversion, one shot, load average "
+            f"{load_s:.2f} / {load_e:.2f}); peak RSS {st['peak_rss_mb']:.0f} MB "
+            f"(after fit {st['rss_after_fit_mb']:.0f} MB, after writing the file {st['rss_after_write_mb']:.0f} MB): "
+            "memory is bounded by one row group, not by the table (with `pq.ParquetFile(path, "
+            "pre_buffer=False)`; pyarrow's default `pre_buffer=True` keeps every row group read so far and "
+            "RSS grows by ~60 MB per million rows: 1225 MB for 1e7 rows).\n"
+        )
+        print(stream)
+    text = f"""
+Run: `python benchmarks/bench_flows.py --stream-rows {args.stream_rows}` on {platform.processor() or platform.machine()},
+{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} torch threads; load average {load0:.2f} before / {load1:.2f}
+after (other jobs share this machine: each number is the best of {args.repeats} interleaved repeats).
+
+Architecture: RealNVP, {TRANSFORMS} affine couplings, conditioner MLP {D // 2} -> {HIDDEN[0]} -> {HIDDEN[1]} -> {D} (ReLU),
+10-D standard-normal data, {ROWS:,} rows. FLOPs per event (2 x multiply-adds of the MLPs): {fpe:,}.
+sgemm ceiling (4096^3 float32 matmul, same threads): **{ceiling:.0f} GFLOP/s**; the FLOP bound is
+{ceiling * 1e9 / fpe:,.0f} events/s. Training: {args.steps} Adam steps of batch {TRAIN_BATCH} (forward + backward + step).
+
+{table}
+
+rareflow's full `train()` loop (shuffling, gradient clipping, per-step NaN check, cosine schedule,
+validation each epoch) on the same model: {loop_rate:,.0f} samples/s.
+Fused path vs zuko on the same weights: max |delta log p| = {diff:.2e} over 4096 rows.
+{stream}
+Notes:
+- `rareflow` scoring is `FlowModel.evaluate` (float64 numpy in, numpy out, preprocessing
+  included); zuko / nflows get float32 tensors and no preprocessing.
+- What helped: the fused RealNVP path (halves kept as two contiguous tensors that swap roles,
+  `F.linear` + in-place activation, one `addcmul` per coupling, no per-call Transform objects, no
+  scatter back into one tensor unless z is asked for) — it also speeds up training, since the
+  backward graph is smaller; AdamW with `foreach=True` in `train()`; scoring batches of 2-4k rows,
+  which keep the 128-wide activations in cache (16k-64k rows are *slower* on this CPU: the
+  elementwise ops become memory-bound; default `score_batch_size` 2048).
+- Tried and not used: `torch.compile` (inductor, CPU) of an earlier fused variant: 0.74-1.04x of
+  eager at batches 512-2048 after 25-40 s of compilation.
+- `inference_mode` is used by all scoring paths. Other jobs shared the 2 cores during these runs,
+  so absolute numbers move by +-30 % between runs; the comparison is fair only because the
+  implementations are measured interleaved, several times, best kept.
+"""
+    print(table)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"wrote {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""``FlowModel``: preprocessing + zuko flow, with fast batched scoring.
+
+The density in the original feature space is
+
+.. math:: \\log p(x \\mid c) = \\log N(f(T(x) \\mid c); 0, I) + \\log|\\det J_f(T(x) \\mid c)|
+          + \\log|\\det J_T(x)| ,
+
+with :math:`T` the stored preprocessing (:mod:`rareflow.flows.preprocessing`) and :math:`f`
+the zuko flow (:mod:`rareflow.flows.build`). The latent point is :math:`z = f(T(x))`.
+
+Fast path (RealNVP only). zuko builds several ``Transform`` objects per call and scatters the
+two halves of the features back into one tensor after every coupling; for small tabular inputs
+that Python and memory traffic dominates. :class:`FusedRealNVP` evaluates the *same* zuko
+parameters (it holds references, not copies) with the halves kept as two contiguous tensors that
+swap roles between the alternating couplings, ``F.linear`` layers and one fused affine update.
+It is used for ``log_prob`` / ``transform`` in training and scoring; ``tests/flows`` checks that
+it gives zuko's log-density and latent on the same weights, and ``benchmarks/bench_flows.py``
+measures the gain. Inverse and sampling always go through zuko.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rareflow.errors import RareflowError
+from rareflow.flows.build import FlowConfig, build_flow
+from rareflow.flows.preprocessing import Preprocessor
+
+LOG_2PI = math.log(2.0 * math.pi)
+DEFAULT_SCORE_BATCH = 2048
+_ACT = {"relu": F.relu, "elu": F.elu, "silu": F.silu, "tanh": torch.tanh}
+
+
+class FusedRealNVP:
+    """Hand-fused forward pass of a zuko ``RealNVP`` sharing its parameters.
+
+    For coupling :math:`k` with constant half :math:`a` and transformed half :math:`b`:
+    :math:`(t, \\tilde s) = \\mathrm{MLP}_k([x_a, c])`,
+    :math:`s = \\tilde s / (1 + |\\tilde s / \\log 10^{-3}|)`,
+    :math:`x_b \\leftarrow x_b e^{s} + t`, :math:`\\log|\\det J| \\mathrel{+}= \\sum s` —
+    zuko's ``MonotonicAffineTransform`` inside ``GeneralCouplingTransform``.
+    """
+
+    def __init__(self, flow: nn.Module, activation: str) -> None:
+        # modules, not tensors: ``.to(device)`` replaces buffers, module attributes stay current
+        self.couplings = list(flow.transform.transforms)
+        self.linears = [[m for m in t.hyper if hasattr(m, "weight")] for t in self.couplings]
+        self.act = _ACT[activation]
+        self.inv_log_slope = 1.0 / math.log(1e-3)
+        self._index: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+
+    def _split(self, k: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Index tensors of the constant / transformed halves of coupling ``k`` (cached per device)."""
+        key = (str(device), k)
+        if key not in self._index:
+            mask = self.couplings[k].mask.to(device)
+            self._index[key] = (mask.nonzero().squeeze(-1), (~mask).nonzero().squeeze(-1))
+        return self._index[key]
+
+    @staticmethod
+    def supports(flow: nn.Module) -> bool:
+        """True for zuko RealNVPs with alternating masks, affine couplings and a N(0, I) base."""
+        try:
+            layers = list(flow.transform.transforms)
+            masks = [t.mask for t in layers]
+            alternating = all(bool((m2 == ~m1).all()) for m1, m2 in zip(masks, masks[1:]))
+            base = flow.base
+            std_base = bool((base.loc == 0).all()) and bool((base.scale == 1).all())
+            affine = all(getattr(t, "total", 0) == 2 for t in layers)
+            return alternating and std_base and affine
+        except AttributeError:
+            return False
+
+    def halves(self, u: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z_a, z_b, log|det J_f|)``: the latent as the last coupling's two halves."""
+        ia, ib = self._split(0, u.device)
+        xa, xb = u.index_select(-1, ia), u.index_select(-1, ib)
+        ladj: Tensor | None = None
+        inplace = self.act in (F.relu, F.elu)
+        for lin in self.linears:
+            h = xa if c is None else torch.cat((xa, c), dim=-1)
+            for layer in lin[:-1]:
+                h = F.linear(h, layer.weight, layer.bias)
+                h = self.act(h, inplace=True) if inplace else self.act(h)
+            h = F.linear(h, lin[-1].weight, lin[-1].bias).unflatten(-1, (-1, 2))
+            s = h[..., 1]
+            log_scale = s / (1.0 + (s * self.inv_log_slope).abs())
+            xb = torch.addcmul(h[..., 0], xb, log_scale.exp())
+            step = log_scale.sum(-1)
+            ladj = step if ladj is None else ladj + step
+            xa, xb = xb, xa
+        assert ladj is not None
+        # after the swap xa holds the last coupling's transformed half, xb its constant half
+        return xa, xb, ladj
+
+    def merge(self, za: Tensor, zb: Tensor) -> Tensor:
+        """The latent in feature order from the halves returned by :meth:`halves`."""
+        ia, ib = self._split(len(self.couplings) - 1, za.device)
+        z = za.new_empty((za.shape[0], len(ia) + len(ib)))
+        z[:, ib] = za
+        z[:, ia] = zb
+        return z
+
+    def __call__(self, u: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_f|)`` for standardised inputs ``u``."""
+        za, zb, ladj = self.halves(u, c)
+        return self.merge(za, zb), ladj
+
+
+class FlowModel(nn.Module):
+    """Preprocessing + zuko flow; ``log_prob`` is the density in the original feature space."""
+
+    def __init__(
+        self,
+        config: FlowConfig,
+        preprocessor: Preprocessor | None = None,
+        seed: int | None = None,
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.pre = preprocessor if preprocessor is not None else Preprocessor(config.features)
+        if seed is None:
+            self.flow = build_flow(config)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.flow = build_flow(config)
+        self.fused = fused and config.kind == "realnvp" and FusedRealNVP.supports(self.flow)
+        self._fast = FusedRealNVP(self.flow, config.activation) if self.fused else None
+
+    # -- core maps -------------------------------------------------------------------------------
+    def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:
+        if x.ndim != 2 or x.shape[-1] != self.config.features:
+            raise RareflowError(f"flow expects rows of {self.config.features} features, got shape {tuple(x.shape)}")
+        if self.config.context == 0:
+            if context is not None:
+                raise RareflowError("this flow is unconditional; do not pass a context")
+            return None
+        if context is None:
+            raise RareflowError(f"this conditional flow needs a context of {self.config.context} values per row")
+        context = context.to(x.dtype)
+        if context.ndim == 1:
+            context = context.unsqueeze(-1)
+        if context.shape != (x.shape[0], self.config.context):
+            raise RareflowError(
+                f"context must have shape ({x.shape[0]}, {self.config.context}), got {tuple(context.shape)}"
+            )
+        return context
+
+    def flow_forward(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_f|)`` of the flow alone, on preprocessed ``u``."""
+        if self._fast is not None:
+            return self._fast(u, context)
+        return self.flow(context).transform.call_and_ladj(u)
+
+    def _latent_log_prob(self, x: Tensor, context: Tensor | None, need_z: bool) -> tuple[Tensor | None, Tensor]:
+        context = self._check(x, context)
+        u, ladj_pre = self.pre(x)
+        if self._fast is not None:
+            za, zb, ladj = self._fast.halves(u, context)
+            sq = (za * za).sum(-1) + (zb * zb).sum(-1)
+            z = self._fast.merge(za, zb) if need_z else None
+        else:
+            z, ladj = self.flow(context).transform.call_and_ladj(u)
+            sq = (z * z).sum(-1)
+        log_base = -0.5 * sq - 0.5 * self.config.features * LOG_2PI
+        return z, log_base + ladj + ladj_pre
+
+    def transform_and_log_prob(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Latent ``z`` and ``log p(x | context)`` in one pass."""
+        z, logp = self._latent_log_prob(x, context, need_z=True)
+        assert z is not None
+        return z, logp
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """:math:`\\log p(x \\mid c)` in the original feature space (nats)."""
+        return self._latent_log_prob(x, context, need_z=False)[1]
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Same as :meth:`log_prob` (so the module can be traced or wrapped)."""
+        return self.log_prob(x, context)
+
+    def transform(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Latent ``z = f(T(x))``; standard normal for data from the training density."""
+        context = self._check(x, context)
+        return self.flow_forward(self.pre(x)[0], context)[0]
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Data-space ``x = T^{-1}(f^{-1}(z))`` (continuous; see :meth:`sample` for rounding)."""
+        context = self._check(z, context)
+        return self.pre.inverse(self.flow(context).transform.inv(z))
+
+    def sample(
+        self,
+        n: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        round_discrete: bool = True,
+    ) -> Tensor:
+        """``n`` draws in data space: :math:`z \\sim N(0, I)`, then :meth:`inverse`."""
+        p = next(self.parameters())
+        z = torch.randn(n, self.config.features, generator=generator, dtype=p.dtype, device=p.device)
+        x = self.inverse(z, context)
+        return self.pre.round_discrete(x) if round_discrete else x
+
+    # -- batched numpy helpers -------------------------------------------------------------------
+    def evaluate(
+        self,
+        X: np.ndarray | Tensor,
+        context: np.ndarray | Tensor | None = None,
+        batch_size: int = DEFAULT_SCORE_BATCH,
+        latent: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """``{"log_prob": (n,), "z": (n, d)}`` as float64 numpy, batched, in inference mode.
+
+        Memory beyond the input and output is one batch. ``latent=False`` skips ``z``.
+        """
+        n = len(X)
+        out_lp = np.empty(n, dtype=np.float64)
+        out_z = np.empty((n, self.config.features), dtype=np.float64) if latent else None
+        for start, lp, z in self.iter_evaluate(X, context, batch_size, latent=latent):
+            out_lp[start : start + len(lp)] = lp
+            if out_z is not None and z is not None:
+                out_z[start : start + len(lp)] = z
+        result = {"log_prob": out_lp}
+        if out_z is not None:
+            result["z"] = out_z
+        return result
+
+    def iter_evaluate(
+        self,
+        X: np.ndarray | Tensor,
+        context: np.ndarray | Tensor | None = None,
+        batch_size: int = DEFAULT_SCORE_BATCH,
+        latent: bool = True,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Yield ``(start, log_prob, z)`` per batch of ``batch_size`` rows (no autograd);
+        ``z`` is None when ``latent=False``."""
+        p = next(self.parameters())
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(X), max(int(batch_size), 1)):
+                    xb = _as_tensor(X[start : start + batch_size], p)
+                    cb = None if context is None else _as_tensor(context[start : start + batch_size], p)
+                    z, lp = self._latent_log_prob(xb, cb, need_z=latent)
+                    yield start, lp.double().cpu().numpy(), None if z is None else z.double().cpu().numpy()
+        finally:
+            self.train(was_training)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json, arrays)``: the architecture and every weight/buffer as numpy (no pickle)."""
+        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict().items()}
+        return {"config": self.config.to_json(), "fused": self.fused}, arrays
+
+    @classmethod
+    def from_state(cls, json: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FlowModel":
+        """Rebuild a model saved by :meth:`to_state`."""
+        config = FlowConfig.from_json(json["config"])
+        model = cls(config, seed=0, fused=bool(json.get("fused", True)))
+        state = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise RareflowError(f"saved flow weights do not match the saved architecture ({first}); retrain") from None
+        if model._fast is not None and not FusedRealNVP.supports(model.flow):  # masks come from the file
+            model.fused, model._fast = False, None
+        model.eval()
+        return model
+
+
+def _as_tensor(a: np.ndarray | Tensor, like: Tensor) -> Tensor:
+    if isinstance(a, Tensor):
+        return a.to(device=like.device, dtype=like.dtype)
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device=like.device, dtype=like.dtype)
+
+
+def one_hot(labels: np.ndarray | Tensor, n_classes: int = 2) -> Tensor:
+    """Float one-hot context for class labels (e.g. 0 bulk / 1 rare) of conditional flows."""
+    t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return F.one_hot(t, n_classes).to(torch.float32)
