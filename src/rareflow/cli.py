@@ -210,6 +210,34 @@ def compare(
     _echo(f"wrote {paths['report']} and metrics.json, scores.parquet, plots in {out}", quiet)
 
 
+@app.command()
+def outliers(
+    model: Path = typer.Option(..., "--model", help="A saved `flow` model (rareflow train flow ...)."),
+    n: int = typer.Option(1000, "--n", min=1, help="Number of points to generate."),
+    method: str = typer.Option("extremal", "--method", help="extremal | gumbel | archetype | nullspace (also tail, inlier)."),
+    sigma: Optional[str] = typer.Option(
+        None, "--sigma", help="Radius in sigmas of chi_d (or a range lo:hi); Dirichlet concentration for archetype/nullspace."
+    ),
+    data: Optional[Path] = typer.Option(None, "--data", help="Table whose latent fits DeepAA (archetype/nullspace)."),
+    k: Optional[int] = typer.Option(None, "--k", min=2, help="Number of archetypes (default: reconstruction-error elbow)."),
+    out: Path = typer.Option(..., "--out", help="Output Parquet table: the model's feature columns + gen_* columns."),
+    seed: int = SEED,
+    quiet: bool = QUIET,
+) -> None:
+    """Generate synthetic outliers (or inliers) with a flow: latent extremes, Gumbel, archetypes, null space."""
+    _setup(seed, quiet)
+    from rareflow.outliers.io import outliers_command
+
+    value: float | str | None = sigma
+    if sigma is not None and ":" not in sigma:
+        try:
+            value = float(sigma)
+        except ValueError:
+            raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi") from None
+    summary = outliers_command(model, n, method, value, seed, out, data=data, k=k)
+    _echo(f"wrote {summary.get('rows', n)} {method} points to {out}", quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; a RareflowError becomes one stderr line and exit status 2.
 

@@ -1,0 +1,205 @@
+"""Generated outliers as feature tables, and the whole ``rareflow outliers`` command as one function.
+
+The table holds the model's feature columns (so ``rareflow score`` accepts it: scoring only reads
+the model's features), ``label = "generated"`` and generation columns
+
+* ``gen_method`` — ``extremal`` | ``tail`` | ``gumbel`` | ``inlier`` | ``archetype`` | ``nullspace``,
+* ``gen_sigma`` — ``p`` of the radius law (units of :math:`\\mathrm{sd}\\,\\chi_d`) or the Dirichlet
+  concentration for ``archetype`` / ``nullspace``,
+* ``gen_radius`` — latent radius :math:`\\lVert z \\rVert` of the point,
+* ``gen_chi_tail`` — :math:`P(\\chi_d > \\lVert z\\rVert)`,
+* ``gen_seed``;
+
+all settings also go to the Parquet schema metadata under ``rareflow_outliers`` (JSON).
+Written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import stats
+
+from rareflow.atomic import atomic_path
+from rareflow.errors import RareflowError
+
+METADATA_KEY = b"rareflow_outliers"
+CLI_METHODS = ("extremal", "gumbel", "archetype", "nullspace")
+ALL_METHODS = ("extremal", "tail", "gumbel", "inlier", "archetype", "nullspace")
+GENERATED_LABEL = "generated"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def outliers_frame(
+    X: np.ndarray, feature_names: list[str], params: dict[str, Any], per_row: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """DataFrame of the features, ``label`` and ``gen_*`` columns (``per_row`` values or scalars of ``params``)."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] != len(feature_names):
+        raise RareflowError(f"outliers have shape {X.shape} but {len(feature_names)} feature names were given")
+    df = pd.DataFrame(X, columns=[str(c) for c in feature_names])
+    df["label"] = GENERATED_LABEL
+    df["gen_method"] = str(params.get("method", "unknown"))
+    for name, values in (per_row or {}).items():
+        df[f"gen_{name}"] = np.asarray(values)
+    if "gen_seed" not in df.columns and params.get("seed") is not None:
+        df["gen_seed"] = int(params["seed"])
+    return df
+
+
+def write_outliers(
+    path: str | os.PathLike[str],
+    X: np.ndarray,
+    feature_names: list[str],
+    params: dict[str, Any],
+    per_row: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Write generated points ``X`` as a Parquet feature table (atomic); returns the DataFrame.
+
+    ``params``: the generation settings (``method``, ``sigma``, ``seed``, ...; stored as JSON in
+    the schema metadata); ``per_row``: columns such as ``{"sigma": p, "radius": r}`` written as
+    ``gen_sigma``, ``gen_radius``.
+    """
+    df = outliers_frame(X, feature_names, params, per_row)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = json.dumps({"features": list(map(str, feature_names)), **params}, default=_json_default)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta.encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return df
+
+
+def read_outlier_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The generation settings stored by :func:`write_outliers` (empty dict for other tables)."""
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+# -- the command -------------------------------------------------------------------------------
+def parse_sigma(sigma: float | str | tuple[float, float] | None) -> float | tuple[float, float] | None:
+    """``2.5`` | ``"2.5"`` | ``"1.5:3"`` / ``"1.5,3"`` (a range) | ``(1.5, 3)`` | None."""
+    if sigma is None or isinstance(sigma, (int, float)):
+        return None if sigma is None else float(sigma)
+    if isinstance(sigma, str):
+        parts = [s for s in sigma.replace(",", ":").split(":") if s.strip()]
+        try:
+            vals = [float(s) for s in parts]
+        except ValueError:
+            raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi, e.g. 2.5 or 1.5:3") from None
+    else:
+        vals = [float(s) for s in sigma]
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2 and vals[0] <= vals[1]:
+        return (vals[0], vals[1])
+    raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi with lo <= hi")
+
+
+def flow_of(detector: Any, path: str | os.PathLike[str] = "model") -> Any:
+    """The unconditional ``FlowModel`` inside a fitted detector (``flow`` or ``outlier-exposure``)."""
+    from rareflow.flows.model import FlowModel
+
+    model = getattr(detector, "model_", None)
+    if not isinstance(model, FlowModel):
+        raise RareflowError(
+            f"{path}: method '{getattr(detector, 'name', '?')}' has no normalizing flow; "
+            "train one with `rareflow train flow` (or outlier-exposure) and pass that model"
+        )
+    if model.config.context:
+        raise RareflowError(f"{path}: the flow is conditional; outlier generation needs an unconditional flow")
+    return model
+
+
+def outliers_command(
+    model_path: str | os.PathLike[str],
+    n: int,
+    method: str,
+    sigma: float | str | tuple[float, float] | None,
+    seed: int,
+    out: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    k: int | None = None,
+) -> dict[str, Any]:
+    """The ``rareflow outliers`` command: generate ``n`` points from a saved flow model into table ``out``.
+
+    ``method``: ``extremal`` (radius :math:`E\\chi_d + p\\,sd`, default ``p`` 2.5), ``gumbel``
+    (Gumbel radius at :math:`E + p\\,sd`, default 2.5), ``archetype`` / ``nullspace`` (DeepAA
+    Dirichlet / null-space sampling; ``sigma`` = Dirichlet concentration, default 0.1); also
+    ``tail`` (chi tail beyond ``p``) and ``inlier``. ``sigma`` may be a range ``"lo:hi"`` for the
+    radius methods. DeepAA for ``archetype`` / ``nullspace`` is fitted inside the command, seeded:
+    on the flow latent of the rows of table ``data`` when given, else on ``N(0, I)`` latent draws;
+    ``k`` archetypes (default: the AA reconstruction-error elbow over 2..12).
+    Returns a summary dict (rows, method, sigma, features, radius quantiles, DeepAA ``k``).
+    """
+    from rareflow.persistence import load_model
+
+    if method not in ALL_METHODS:
+        raise RareflowError(f"unknown outlier method {method!r}; use one of {' | '.join(CLI_METHODS)} (or tail, inlier)")
+    if int(n) < 1:
+        raise RareflowError(f"--n must be >= 1, got {n}")
+    detector = load_model(model_path)
+    flow = flow_of(detector, model_path)
+    features = [str(c) for c in getattr(detector, "feature_names_in_", [])] or [
+        f"x{j}" for j in range(flow.config.features)
+    ]
+    p = parse_sigma(sigma)
+    info: dict[str, Any] = {}
+    if method in ("archetype", "nullspace"):
+        gen, info = _deep_aa_points(flow, int(n), method, p, int(seed), features, data, k)
+    else:
+        from rareflow.outliers.latent import generate
+
+        gen = generate(flow, int(n), method, p if p is not None else "default", seed=int(seed))  # type: ignore[arg-type]
+    import torch
+
+    x = flow.pre.round_discrete(torch.as_tensor(gen.x)).numpy()
+    d = flow.config.features
+    per_row = {"sigma": gen.p, "radius": gen.radius, "chi_tail": stats.chi.sf(gen.radius, d), "seed": np.full(len(x), int(seed))}
+    params = {k_: v for k_, v in gen.params.items() if k_ != "A"}
+    params.update(method=method, sigma=sigma if not isinstance(sigma, tuple) else list(sigma), model=str(model_path),
+                  model_method=detector.name, latent_dim=d, **info)  # fmt: skip
+    write_outliers(out, x, features, params, per_row)
+    q = np.quantile(gen.radius, [0.0, 0.5, 1.0])
+    return {"rows": int(len(x)), "method": method, "sigma": params.get("p", params.get("concentration")),
+            "features": features, "radius_min": float(q[0]), "radius_median": float(q[1]),
+            "radius_max": float(q[2]), "out": str(out), **info}  # fmt: skip
+
+
+def _deep_aa_points(
+    flow: Any, n: int, method: str, p: Any, seed: int, features: list[str], data: Any, k: int | None
+) -> tuple[Any, dict[str, Any]]:
+    from rareflow.outliers.deep_aa import fit_deep_aa, sample_archetype, sample_nullspace
+    from rareflow.seeding import derive_seed
+
+    if isinstance(p, tuple):
+        raise RareflowError(f"--sigma for {method} is a Dirichlet concentration (one number > 0), not a range")
+    c = 0.1 if p is None else float(p)
+    X = None
+    if data is not None:
+        from rareflow.data.tables import check_finite, read_table
+
+        df = read_table(data)
+        missing = [f for f in features if f not in df.columns]
+        if missing:
+            raise RareflowError(f"{data}: lacks the model's feature column(s) {missing}")
+        X = check_finite(df, features, str(data)).loc[:, features].to_numpy(dtype=float)
+    model, fit_info = fit_deep_aa(flow, X, k, seed=derive_seed(seed, "deepaa"))
+    sampler = sample_archetype if method == "archetype" else sample_nullspace
+    gen = sampler(model, n, concentration=c, seed=derive_seed(seed, "sample"))
+    info = {"deepaa_k": fit_info["k"], "deepaa_recon_mse": fit_info["recon_mse"],
+            "deepaa_fit_on": "data" if X is not None else "latent N(0, I)"}  # fmt: skip
+    return gen, info
