@@ -25,5 +25,11 @@ def seed_everything(seed: int) -> None:
 
 def derive_seed(seed: int, *keys: int | str) -> int:
     """A reproducible child seed from ``seed`` and ``keys`` (e.g. a method name and a fold)."""
-    entropy = [seed] + [k if isinstance(k, int) else int.from_bytes(k.encode(), "little") % (2**63) for k in keys]
+    entropy = [seed]
+    for k in keys:
+        if isinstance(k, int):
+            entropy.append(k)
+        else:  # every 8 bytes of the key count (keys sharing a long prefix used to collide)
+            raw = k.encode()
+            entropy += [int.from_bytes(raw[i : i + 8], "little") for i in range(0, max(len(raw), 1), 8)]
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] % (2**31 - 1))

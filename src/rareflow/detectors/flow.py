@@ -23,7 +23,6 @@ Kirichenko et al. 2020 (why flows fail at OOD detection). See ``docs/flows.md``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -32,25 +31,23 @@ import pandas as pd
 import torch
 
 from rareflow.detectors import register
+from rareflow.detectors._flowfit import (
+    check_flow_params,
+    fit_preprocessor,
+    make_batch,
+    make_flow,
+    prefixed,
+    run_training,
+    seed_of,
+    small_history,
+)
 from rareflow.detectors.base import Detector, FittedState, Kind
 from rareflow.detectors.mahalanobis import chi_radius_cut
 from rareflow.errors import RareflowError
 from rareflow.evaluation.thresholds import ThresholdRule
-from rareflow.flows.build import FLOW_KINDS, FlowConfig
 from rareflow.flows.model import FlowModel
-from rareflow.flows.preprocessing import Preprocessor
 from rareflow.flows.scores import SCORES, LatentGaussian, all_scores, chi_tail, latent_norm
-from rareflow.flows.train import (
-    Batch,
-    TrainingDiverged,
-    nll_loss,
-    trimmed_nll_loss,
-    resolve_device,
-    split_indices,
-    to_tensor,
-    torch_threads,
-    train,
-)
+from rareflow.flows.train import nll_loss, resolve_device, split_indices, torch_threads, trimmed_nll_loss
 from rareflow.seeding import derive_seed
 
 _STATE_PREFIX = "model/"
@@ -133,12 +130,9 @@ class FlowDetector(Detector):
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.flow not in FLOW_KINDS:
-            raise RareflowError(f"flow must be one of {', '.join(FLOW_KINDS)}, got {self.flow!r}")
+        check_flow_params(self)
         if self.score not in SCORES:
             raise RareflowError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.on_divergence not in ("raise", "keep"):
-            raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
         rule = self._threshold_rule()
         if rule.rule != "quantile" and self.score == "nll":
             raise RareflowError(
@@ -146,45 +140,17 @@ class FlowDetector(Detector):
                 "use score: latent_norm or latent_mahalanobis (chi_d radius), or rule: quantile"
             )
 
-    def _feature_names(self, d: int) -> list[str]:
-        names = getattr(self, "feature_names_in_", None)
-        return [str(c) for c in names] if names is not None else [f"x{j}" for j in range(d)]
-
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
         self._check_params()
-        n, d = X.shape
-        seed = self.random_state
-        pre = Preprocessor.fit(
-            X, feature_names=self._feature_names(d), log_features=self.log_features, dequantize=self.dequantize
-        )
-        config = FlowConfig(
-            kind=self.flow, features=d, transforms=int(self.transforms), hidden=tuple(self.hidden),
-            activation=self.activation, bins=int(self.bins),
-        )  # fmt: skip
-        model = FlowModel(config, pre, seed=None if seed is None else derive_seed(seed, "flow-init"))
-        tr, va = split_indices(n, float(self.validation_fraction), None if seed is None else derive_seed(seed, "split"))
+        model = make_flow(self, fit_preprocessor(self, X))
+        tr, va = split_indices(len(X), float(self.validation_fraction), seed_of(self, "split"))
         w = None if sample_weight is None else sample_weight.astype(np.float32)
-
-        def batch(idx: np.ndarray) -> Batch:
-            return Batch(x=to_tensor(X[idx]), weight=None if w is None else to_tensor(w[idx]))
-
         self.model_ = model
-        try:
-            self.history_ = train(
-                model, nll_loss, batch(tr), batch(va) if len(va) else None,
-                val_loss_fn=trimmed_nll_loss(float(self.val_trim)),
-                epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-                weight_decay=float(self.weight_decay), schedule=self.schedule, clip_grad=self.clip_grad,
-                patience=int(self.patience), seed=None if seed is None else derive_seed(seed, "train"),
-                n_threads=self.n_threads, device=self.device, progress=bool(self.progress),
-                description=f"flow ({self.flow})",
-            )  # fmt: skip
-        except TrainingDiverged as exc:
-            self.history_ = exc.history
-            if self.on_divergence == "raise":
-                raise
-            warnings.warn(f"{exc}; continuing with those weights (on_divergence='keep')", stacklevel=2)
+        self.history_ = run_training(
+            self, model, nll_loss, make_batch(X, tr, weight=w), make_batch(X, va, weight=w),
+            trimmed_nll_loss(float(self.val_trim)), f"flow ({self.flow})",
+        )  # fmt: skip
         out = self._evaluate(X, latent=True)
         self.latent_ = LatentGaussian.fit(out["z"], sample_weight)
 
@@ -251,28 +217,15 @@ class FlowDetector(Detector):
     # -- persistence -----------------------------------------------------------------------------
     def _export(self) -> FittedState:
         json, arrays = self.model_.to_state()
-        state = FittedState(json={"model": json, "history": _small_history(self.history_)})
+        state = FittedState(json={"model": json, "history": small_history(self.history_)})
         state.arrays = {_STATE_PREFIX + k: v for k, v in arrays.items()}
         state.arrays["latent_mean"] = self.latent_.mean
         state.arrays["latent_covariance"] = self.latent_.covariance
         return state
 
     def _import(self, state: FittedState) -> None:
-        arrays = {k[len(_STATE_PREFIX) :]: v for k, v in state.arrays.items() if k.startswith(_STATE_PREFIX)}
-        model = FlowModel.from_state(state.json["model"], arrays)
+        model = FlowModel.from_state(state.json["model"], prefixed(state.arrays, _STATE_PREFIX))
         self.model_ = model.to(resolve_device(self.device))
         self.history_ = state.json.get("history", {})
         self.latent_ = LatentGaussian(mean=state.arrays["latent_mean"], covariance=state.arrays["latent_covariance"])
 
-
-def _small_history(history: dict[str, Any]) -> dict[str, Any]:
-    """History as JSON (NaN/inf losses become None)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return {k: clean(v) for k, v in history.items()}
