@@ -103,3 +103,16 @@ def test_same_seed_same_scores() -> None:
     a = get_detector("flow-classifier", random_state=3, **SMALL).fit(X, y).decision_function(X)
     b = get_detector("flow-classifier", random_state=3, **SMALL).fit(X, y).decision_function(X)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["flow-classifier", "selfsup-flow", "nn-classifier"])
+def test_cli_train_and_score(tmp_path, method: str) -> None:
+    from rareflow.cli import main
+
+    table, model, scores = tmp_path / "t.parquet", tmp_path / "m.rfm", tmp_path / "s.parquet"
+    toy_table().to_parquet(table, index=False)
+    small = ["-p", "epochs=6", "-p", "hidden=[16, 16]"] + ([] if method == "nn-classifier" else ["-p", "transforms=2"])
+    assert main(["train", method, "--data", str(table), "--out", str(model), *small, "-q"]) == 0
+    assert main(["score", "--model", str(model), "--data", str(table), "--out", str(scores), "-q"]) == 0
+    df = pd.read_parquet(scores)
+    assert roc_auc_score(df["label"] == "gamma", df["score"]) > 0.9
