@@ -15,7 +15,7 @@ from rareflow.evaluation.thresholds import parse_rule, quantile_threshold
 from tests.conftest import toy_table
 
 FAST = {
-    "flow-classifier": {"transforms": 2, "hidden": [16, 16], "epochs": 4, "progress": False},
+    "flow-classifier": {"transforms": 2, "hidden": [16, 16], "epochs": 4, "ensemble": 2, "progress": False},
     "selfsup-flow": {"transforms": 2, "hidden": [16, 16], "epochs": 4, "progress": False},
     "nn-classifier": {"hidden": [16], "epochs": 4, "progress": False},
     "gbdt": {"max_iter": 30},

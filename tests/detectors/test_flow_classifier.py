@@ -15,7 +15,7 @@ from rareflow.flows.selfsup import log_odds
 from rareflow.persistence import load_model, save_model
 from tests.conftest import MAGIC, require_shared, toy_table
 
-SMALL = dict(transforms=2, hidden=[16, 16], epochs=8, batch_size=128, progress=False)
+SMALL = dict(transforms=2, hidden=[16, 16], epochs=8, batch_size=128, ensemble=1, progress=False)
 
 
 def _xy(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -71,7 +71,7 @@ def test_conditional_mode_uses_class_context() -> None:
 
 def test_ensemble_is_the_member_mean() -> None:
     X, y = _xy()
-    det = get_detector("flow-classifier", ensemble=2, **SMALL).fit(X, y)
+    det = get_detector("flow-classifier", **dict(SMALL, ensemble=2)).fit(X, y)
     Xt = _xy(seed=1)[0].to_numpy()
     ctx = [torch.nn.functional.one_hot(torch.full((len(Xt),), k), 2).float() for k in (0, 1)]
     members = [_zuko_log_prob(m, Xt, ctx[1]) - _zuko_log_prob(m, Xt, ctx[0]) for m in det.model_.models]
@@ -112,6 +112,7 @@ def test_cli_train_and_score(tmp_path, method: str) -> None:
     table, model, scores = tmp_path / "t.parquet", tmp_path / "m.rfm", tmp_path / "s.parquet"
     toy_table().to_parquet(table, index=False)
     small = ["-p", "epochs=6", "-p", "hidden=[16, 16]"] + ([] if method == "nn-classifier" else ["-p", "transforms=2"])
+    small += ["-p", "ensemble=2"] if method == "flow-classifier" else []
     assert main(["train", method, "--data", str(table), "--out", str(model), *small, "-q"]) == 0
     assert main(["score", "--model", str(model), "--data", str(table), "--out", str(scores), "-q"]) == 0
     df = pd.read_parquet(scores)
