@@ -92,26 +92,35 @@ def simulate(
 
 @app.command()
 def extract(
-    file: Path = typer.Argument(..., help="sim_telarray file (.simtel, .simtel.gz, .simtel.zst)."),
+    files: list[Path] = typer.Argument(..., help="sim_telarray file(s) (.simtel, .simtel.gz, .simtel.zst); rows concatenated in this order."),
     out: Path = typer.Option(..., "--out", help="Output Parquet table."),
     picture_threshold: float = typer.Option(10.0, "--picture-threshold", help="Tail-cuts picture threshold (p.e.)."),
     boundary_threshold: float = typer.Option(5.0, "--boundary-threshold", help="Tail-cuts boundary threshold (p.e.)."),
     min_neighbors: int = typer.Option(2, "--min-neighbors", help="Minimum picture neighbours."),
-    max_events: Optional[int] = typer.Option(None, "--max-events", min=1),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Read at most this many events per file."),
+    chunk_events: int = typer.Option(1000, "--chunk-events", min=1, help="Events held in memory at a time (streamed)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="One Dask task per file: 'local' (a cluster sized to this machine) or a scheduler address."
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
     seed: int = SEED,
     quiet: bool = QUIET,
 ) -> None:
-    """Read real sim_telarray events, clean them and write their Hillas parameters."""
+    """Read real sim_telarray events, clean them and write their Hillas parameters (streamed)."""
     _setup(seed, quiet)
-    from rareflow.data.simtel import extract_simtel
-    from rareflow.data.tables import write_table
+    from rareflow.data.simtel import extract_to_parquet
 
-    df = extract_simtel(
-        file, picture_threshold=picture_threshold, boundary_threshold=boundary_threshold,
-        min_neighbors=min_neighbors, max_events=max_events,
+    info = extract_to_parquet(
+        files, out, picture_threshold=picture_threshold, boundary_threshold=boundary_threshold,
+        min_neighbors=min_neighbors, max_events=max_events, chunk_events=chunk_events,
+        scheduler=scheduler, n_workers=workers,
+    )  # fmt: skip
+    rate = info["events"] / max(info["seconds"], 1e-9)
+    _echo(
+        f"wrote {info['rows']} rows ({info['events']} events from {len(files)} file(s), "
+        f"{info['seconds']:.1f} s, {rate:,.1f} events/s) to {out}",
+        quiet,
     )
-    write_table(df, out)
-    _echo(f"wrote {len(df)} events to {out}", quiet)
 
 
 @app.command()
@@ -147,15 +156,23 @@ def score(
     out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score, prediction, threshold."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet | csv | magic | dl1."),
     batch_rows: int = typer.Option(262144, "--batch-rows", min=1, help="Rows per streamed chunk."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Score Parquet row groups on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
     seed: int = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Score a table with a saved model (higher score = rarer), streaming in bounded memory."""
     _setup(seed, quiet)
+    import time
+
     from rareflow.scoring import score_table
 
-    n = score_table(model, data, out, fmt=fmt, batch_rows=batch_rows)
-    _echo(f"scored {n} events; wrote {out}", quiet)
+    t0 = time.perf_counter()
+    n = score_table(model, data, out, fmt=fmt, batch_rows=batch_rows, scheduler=scheduler, n_workers=workers)
+    dt = max(time.perf_counter() - t0, 1e-9)
+    _echo(f"scored {n} events in {dt:.1f} s ({n / dt:,.0f} events/s); wrote {out}", quiet)
 
 
 @app.command()

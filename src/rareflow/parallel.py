@@ -1,10 +1,14 @@
-"""The Dask backend: run compare sweeps (seed x method tasks) on a cluster, same numbers.
+"""The Dask backend: compare sweeps, scoring and extraction on a cluster, same numbers.
 
 ``scheduler="local"`` starts a ``distributed.LocalCluster`` sized to the machine (one
 single-threaded worker process per core, so BLAS/OpenMP threads do not oversubscribe);
 any other string is a scheduler address (``tcp://host:8786``) of an existing cluster. The data
 set is scattered once; each task is :func:`rareflow.evaluation.runner.run_task`, which seeds
-itself, so results do not depend on which worker runs it. Install with ``pip install 'rareflow[dask]'``.
+itself, so results do not depend on which worker runs it. Scoring (one task per Parquet row group,
+the model file loaded on each worker from its path) and extraction (one task per input file) go
+through :func:`map_ordered`: a bounded number of tasks in flight, results consumed in input order,
+so the client writes the output in row order with bounded memory. Install with
+``pip install 'rareflow[dask]'``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rareflow.errors import RareflowError
@@ -61,3 +66,29 @@ def run_tasks(scheduler: str, cfg: Any, ds: Any, tasks: Sequence[tuple[Any, Any]
             for _ in distributed.as_completed(futures):
                 progress.advance(bar)
         return client.gather(futures)
+
+
+def n_slots(client: Any) -> int:
+    """Task slots of the cluster: the sum of its workers' threads (at least 1)."""
+    return max(sum(client.nthreads().values()), 1)
+
+
+def map_ordered(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]], window: int | None = None) -> Iterator[Any]:
+    """``fn(*a)`` for every ``a`` in ``args`` on the cluster; results yielded in input order.
+
+    At most ``window`` tasks (default: 2 per worker thread) are in flight, so neither the cluster nor this
+    process holds more than ``window`` results at a time. A task's exception (e.g. a
+    :class:`RareflowError` naming the file and row) is re-raised here; the remaining tasks are cancelled.
+    """
+    window = max(int(window or 2 * n_slots(client)), 1)
+    pending: deque[Any] = deque()
+    try:
+        for a in args:
+            pending.append(client.submit(fn, *a, pure=False))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        if pending:
+            client.cancel(list(pending))

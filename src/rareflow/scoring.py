@@ -3,13 +3,26 @@
 Output = the input columns + ``score`` (higher = rarer), ``prediction`` (1 rare / 0 bulk at the
 model's training-data threshold) and ``threshold``; the model's method and features go into the
 Parquet schema metadata under ``rareflow``. Written to a temporary file and renamed at the end.
+
+Parquet input is read row group by row group, each row group in chunks of at most ``batch_rows``
+rows (chunks never span two row groups), so memory is bounded by one chunk, not by the table.
+With ``scheduler`` (``"local"`` or a Dask scheduler address) every row group is one task: the
+worker loads the model from its path (cached per worker process), reads the row group's feature
+columns, scores the *same* chunks as the single-process path and returns the scores; this process
+reads the row group again and writes it with its scores, in row order. Same chunks, same code:
+the scores are bit-identical to the single-process path. The data and model paths must be
+readable by the workers (a shared file system on a real cluster). Other formats (CSV, MAGIC,
+DL1) are read whole and sent to the workers in chunks.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,21 +39,113 @@ from rareflow.progress import make_progress
 METADATA_KEY = b"rareflow"
 
 
-def _batches(path: Path, fmt: str | None, batch_rows: int) -> tuple[Iterator[pd.DataFrame], int]:
-    """(iterator of DataFrames, total rows): Parquet streams by batches, other formats read whole."""
-    if detect_format(path, fmt) == "parquet":
-        if not path.exists():
-            raise RareflowError(f"{path}: file not found; check the path")
-        try:
-            pf = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer keeps every row group read so far
-        except Exception as exc:
-            raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__}); is the file complete?") from None
-        total = pf.metadata.num_rows
-        if total == 0:
-            raise RareflowError(f"{path}: the table has no rows; give a table with events")
-        return (b.to_pandas() for b in pf.iter_batches(batch_size=batch_rows)), total
-    df = read_table(path, fmt)
-    return (df.iloc[i : i + batch_rows] for i in range(0, len(df), batch_rows)), len(df)
+def _open_parquet(path: Path) -> pq.ParquetFile:
+    if not path.exists():
+        raise RareflowError(f"{path}: file not found; check the path")
+    try:
+        return pq.ParquetFile(path, pre_buffer=False)  # pre_buffer keeps every row group read so far
+    except Exception as exc:
+        raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__}); is the file complete?") from None
+
+
+def _row_group_frames(
+    pf: pq.ParquetFile, row_group: int, batch_rows: int, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """The chunks of one row group (at most ``batch_rows`` rows each): the unit both paths score."""
+    for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[row_group], columns=columns):
+        yield batch.to_pandas()
+
+
+def _score_frame(det: Detector, df: pd.DataFrame, features: list[str], source: str, row_offset: int) -> np.ndarray:
+    """Validate one chunk (numeric, finite; rows numbered from the file start) and score it."""
+    select_features(df, features, source)
+    check_finite(df, features, source, row_offset=row_offset)
+    return np.asarray(det.decision_function(df[features]), dtype=np.float64)
+
+
+def _check_columns(columns: Sequence[str], features: list[str], path: Path, method: str) -> None:
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise RareflowError(
+            f"{path}: lacks feature column(s) {missing} that the '{method}' model was trained on; "
+            "score a table with the model's features"
+        )
+
+
+# -- worker side (Dask) ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Detector:
+    return load_model(path)
+
+
+def _worker_model(model: str | Detector) -> Detector:
+    """A model path is loaded once per worker process (cache keyed by path, mtime and size)."""
+    if isinstance(model, Detector):
+        return model
+    st = Path(model).stat()
+    return _load_cached(model, st.st_mtime_ns, st.st_size)
+
+
+def _score_row_group_task(
+    model: str | Detector, data: str, row_group: int, batch_rows: int, features: list[str], row_offset: int
+) -> np.ndarray:
+    """Dask task: the scores of one Parquet row group, chunked exactly as the single-process path."""
+    det = _worker_model(model)
+    pf = _open_parquet(Path(data))
+    parts, offset = [], row_offset
+    for df in _row_group_frames(pf, row_group, batch_rows, columns=features):
+        parts.append(_score_frame(det, df, features, data, offset))
+        offset += len(df)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+def _score_frame_task(model: str | Detector, df: pd.DataFrame, features: list[str], source: str, row_offset: int) -> np.ndarray:
+    """Dask task: the scores of one chunk of a non-Parquet table."""
+    return _score_frame(_worker_model(model), df, features, source, row_offset)
+
+
+# -- the two paths: both yield (chunk, scores) in row order ------------------------------------------
+def _local_chunks(
+    det: Detector, path: Path, fmt: str | None, features: list[str], batch_rows: int, pf: pq.ParquetFile | None
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    offset = 0
+    if pf is not None:
+        for rg in range(pf.num_row_groups):
+            for df in _row_group_frames(pf, rg, batch_rows):
+                yield df, _score_frame(det, df, features, str(path), offset)
+                offset += len(df)
+        return
+    table = read_table(path, fmt)
+    _check_columns(list(table.columns), features, path, det.name)
+    for start in range(0, len(table), batch_rows):
+        df = table.iloc[start : start + batch_rows]
+        yield df, _score_frame(det, df, features, str(path), start)
+
+
+def _dask_chunks(
+    det: Detector, model: Detector | str | Path, path: Path, fmt: str | None, features: list[str], batch_rows: int,
+    pf: pq.ParquetFile | None, scheduler: str, n_workers: int | None,
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:  # fmt: skip
+    from rareflow.parallel import dask_client, map_ordered
+
+    with dask_client(scheduler, n_workers) as client:
+        ref: Any = str(Path(model).resolve()) if not isinstance(model, Detector) else client.scatter(det, broadcast=True)
+        if pf is not None:
+            offsets = np.concatenate([[0], np.cumsum([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])])
+            data = str(path.resolve())
+            tasks = ((ref, data, rg, batch_rows, features, int(offsets[rg])) for rg in range(pf.num_row_groups))
+            for rg, scores in enumerate(map_ordered(client, _score_row_group_task, tasks)):
+                pos = 0
+                for df in _row_group_frames(pf, rg, batch_rows):
+                    yield df, scores[pos : pos + len(df)]
+                    pos += len(df)
+            return
+        table = read_table(path, fmt)
+        _check_columns(list(table.columns), features, path, det.name)
+        starts = range(0, len(table), batch_rows)
+        tasks = ((ref, table.iloc[s : s + batch_rows][features], features, str(path), s) for s in starts)
+        for s, scores in zip(starts, map_ordered(client, _score_frame_task, tasks)):
+            yield table.iloc[s : s + batch_rows], scores
 
 
 def score_table(
@@ -49,30 +154,42 @@ def score_table(
     out: str | Path,
     fmt: str | None = None,
     batch_rows: int = 262_144,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
 ) -> int:
-    """Score ``data`` with ``model`` into Parquet ``out``; returns the number of rows scored."""
+    """Score ``data`` with ``model`` into Parquet ``out``; returns the number of rows scored.
+
+    ``scheduler``: ``None`` (this process), ``"local"`` (a Dask LocalCluster of ``n_workers``
+    processes, default one per core) or a Dask scheduler address; same scores either way.
+    """
+    if batch_rows < 1:
+        raise RareflowError(f"batch_rows must be >= 1 (got {batch_rows})")
     det = model if isinstance(model, Detector) else load_model(model)
     features = [str(c) for c in getattr(det, "feature_names_in_", [])]
     if not features:
         raise RareflowError("the model has no stored feature names; retrain it from a table with named columns")
     path = Path(data)
-    batches, total = _batches(path, fmt, batch_rows)
+    pf: pq.ParquetFile | None = None
+    if detect_format(path, fmt) == "parquet":
+        pf = _open_parquet(path)
+        total = pf.metadata.num_rows
+        if total == 0:
+            raise RareflowError(f"{path}: the table has no rows; give a table with events")
+        _check_columns(pf.schema_arrow.names, features, path, det.name)
+    else:
+        total = None  # known after reading
+    if scheduler is None:
+        chunks = _local_chunks(det, path, fmt, features, batch_rows, pf)
+    else:
+        chunks = _dask_chunks(det, model, path, fmt, features, batch_rows, pf, scheduler, n_workers)
     meta = json.dumps({"method": det.name, "features": features, "threshold": float(det.threshold_)})
     n = 0
+    t0 = time.perf_counter()
     with atomic_path(out) as tmp, make_progress() as progress:
-        task = progress.add_task("score", total=total, info="")
+        task = progress.add_task("score" + (" (dask)" if scheduler else ""), total=total, info="")
         writer: pq.ParquetWriter | None = None
         try:
-            for df in batches:
-                missing = [f for f in features if f not in df.columns]
-                if missing:
-                    raise RareflowError(
-                        f"{path}: lacks feature column(s) {missing} that the '{det.name}' model was trained on; "
-                        "score a table with the model's features"
-                    )
-                select_features(df, features, str(path))
-                check_finite(df, features, str(path), row_offset=n)
-                scores = det.decision_function(df[features])
+            for df, scores in chunks:
                 df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
@@ -80,8 +197,10 @@ def score_table(
                     writer = pq.ParquetWriter(tmp, schema)
                 writer.write_table(table.cast(writer.schema))
                 n += len(df)
-                progress.update(task, advance=len(df), info=f"{n} events")
+                rate = n / max(time.perf_counter() - t0, 1e-9)
+                progress.update(task, advance=len(df), info=f"{n:,} events, {rate:,.0f} events/s")
         finally:
+            chunks.close()  # stops the Dask client / cancels tasks on an error
             if writer is not None:
                 writer.close()
     return n

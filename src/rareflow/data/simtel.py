@@ -9,6 +9,11 @@ parametrises the images with rareflow's batch code (:func:`rareflow.data.hillas.
 identical to ctapipe's ``tailcuts_clean`` + ``hillas_parameters`` — tested). Default cleaning: ctapipe's
 ``TailcutsImageCleaner`` defaults (10 / 5 p.e., at least 2 picture neighbours).
 
+Events are processed ``chunk_events`` at a time (:class:`SimtelStream`), so memory holds one chunk
+of images whatever the file size; :func:`extract_to_parquet` (``rareflow extract``) appends each
+chunk to the output file, for one or several input files, in this process or with one Dask task
+per file (``scheduler``), with the same rows either way.
+
 ``read_dl1_parameters`` maps the tables ``/dl1/event/telescope/parameters/tel_XXX`` written by
 ``ctapipe-process --write-parameters`` to rareflow's column names and joins the simulated truth.
 
@@ -33,7 +38,7 @@ from rareflow.data.camera import CameraGeometry
 from rareflow.data.hillas import HILLAS_COLUMNS, _source_parameters, extract_parameters
 from rareflow.errors import RareflowError
 
-__all__ = ["SIMTEL_LABELS", "extract_simtel", "particle_label", "read_dl1_parameters"]
+__all__ = ["SIMTEL_LABELS", "SimtelStream", "extract_simtel", "extract_to_parquet", "particle_label", "read_dl1_parameters"]
 
 _INSTALL_HINT = "install the IACT extra: pip install 'rareflow[iact]'"
 
@@ -179,64 +184,150 @@ def _truth(event: Any, tel_id: int, tel_pos: np.ndarray | None) -> dict[str, Any
     }
 
 
-def _read_events(source: Any, calibrator: Any, path: Path, allow_truncated: bool) -> tuple[dict[int, list], int, bool]:
-    """Calibrated images grouped by telescope: {tel_id: [(image, meta), ...]}.
+#: Per-row metadata and truth columns, in output order; every chunk carries all of them (NaN where
+#: a file has no simulation), so streamed chunks share one schema.
+_META_COLUMNS = [
+    "obs_id", "event_id", "tel_id", "label", "true_particle", "true_energy", "true_impact", "true_core_x",
+    "true_core_y", "true_x_max", "true_source_x", "true_source_y",
+]  # fmt: skip
+
+
+class _EventReader:
+    """Reads calibrated images a chunk of events at a time: ``{tel_id: [(image, meta), ...]}``.
 
     eventio only *warns* ("File seems to be truncated") when a file ends inside an object; such a
-    warning is turned into the same error as an exception while reading.
+    warning is turned into the same error as an exception while reading. Warnings are caught per
+    chunk, so nothing leaks into the caller's warning state between chunks.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        per_tel, n_events, truncated = _read_loop(source, calibrator, path, allow_truncated)
-    for w in caught:
-        if "truncated" in str(w.message).lower():
-            if not allow_truncated:
-                raise RareflowError(
-                    f"{path}: truncated after {n_events} event(s) ({w.message}); re-copy the file, "
-                    "or pass allow_truncated=True to keep the events read so far"
-                )
-            truncated = True
-        elif not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if truncated:
-        warnings.warn(f"{path}: truncated file, kept the {n_events} event(s) read", stacklevel=3)
-    return per_tel, n_events, truncated
 
+    def __init__(self, source: Any, calibrator: Any, path: Path, allow_truncated: bool) -> None:
+        self.source, self.calibrator, self.path, self.allow_truncated = source, calibrator, path, allow_truncated
+        self.iterator = iter(source)
+        self.positions = getattr(source.subarray, "positions", {})
+        self.n_events, self.truncated, self.done = 0, False, False
 
-def _read_loop(source: Any, calibrator: Any, path: Path, allow_truncated: bool) -> tuple[dict[int, list], int, bool]:
-    per_tel: dict[int, list] = {}
-    n_events, truncated = 0, False
-    positions = getattr(source.subarray, "positions", {})
-    iterator = iter(source)
-    while True:
-        try:
-            event = next(iterator)
-        except StopIteration:
-            break
-        except Exception as exc:
-            if not allow_truncated:
+    def read(self, n: int) -> dict[int, list]:
+        with offline():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                per_tel = self._read(n)
+            for w in caught:
+                if "truncated" in str(w.message).lower():
+                    if not self.allow_truncated:
+                        raise RareflowError(
+                            f"{self.path}: truncated after {self.n_events} event(s) ({w.message}); re-copy the file, "
+                            "or pass allow_truncated=True to keep the events read so far"
+                        )
+                    self.truncated = True
+                elif not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return per_tel
+
+    def _read(self, n: int) -> dict[int, list]:
+        per_tel: dict[int, list] = {}
+        for _ in range(n):
+            try:
+                event = next(self.iterator)
+            except StopIteration:
+                self.done = True
+                break
+            except Exception as exc:
+                if not self.allow_truncated:
+                    raise RareflowError(
+                        f"{self.path}: corrupt or truncated after {self.n_events} event(s) ({type(exc).__name__}: {exc}); "
+                        "re-copy the file, or pass allow_truncated=True to keep the events read so far"
+                    ) from exc
+                self.truncated, self.done = True, True
+                break
+            seq = self.n_events
+            self.n_events += 1
+            try:
+                self.calibrator(event)
+            except Exception as exc:
                 raise RareflowError(
-                    f"{path}: corrupt or truncated after {n_events} event(s) ({type(exc).__name__}: {exc}); "
-                    "re-copy the file, or pass allow_truncated=True to keep the events read so far"
+                    f"{self.path}: cannot calibrate event {event.index.event_id} ({type(exc).__name__}: {exc}); check the file"
                 ) from exc
-            truncated = True
-            break
-        n_events += 1
+            for tel_id, dl1 in event.dl1.tel.items():
+                if dl1.image is None:
+                    continue
+                pos = self.positions.get(tel_id) if hasattr(self.positions, "get") else None
+                tel_pos = pos.to_value("m") if pos is not None else None
+                meta = {"_seq": seq, "obs_id": int(event.index.obs_id), "event_id": int(event.index.event_id), "tel_id": int(tel_id)}
+                meta.update(_truth(event, tel_id, tel_pos))
+                per_tel.setdefault(int(tel_id), []).append((np.asarray(dl1.image, dtype=np.float32), meta))
+        return per_tel
+
+
+class SimtelStream:
+    """A sim_telarray file as a stream of parameter tables, ``chunk_events`` events at a time.
+
+    Iterating yields one DataFrame per chunk (columns as :func:`extract_simtel`; rows in file
+    order, telescopes in ascending ``tel_id`` within an event), holding at most ``chunk_events``
+    events' images in memory. Rows do not depend on the chunk size. After (or during) the
+    iteration, ``n_events``, ``n_rows`` and ``truncated`` describe what was read. Arguments are
+    checked when the stream is created; the file is opened when the iteration starts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        picture_threshold: float = 10.0,
+        boundary_threshold: float = 5.0,
+        min_neighbors: int = 2,
+        max_events: int | None = None,
+        source: str | tuple[float, float] = "pointing",
+        focal_length_choice: str = "auto",
+        allow_truncated: bool = False,
+        chunk_events: int = 1000,
+    ) -> None:
+        self.path = _check_file(path, "sim_telarray")
+        _check_source(source)
+        self._classes = _import_ctapipe()
+        if max_events is not None and max_events < 1:
+            raise RareflowError(f"max_events must be >= 1 or None (got {max_events})")
+        if chunk_events < 1:
+            raise RareflowError(f"chunk_events must be >= 1 (got {chunk_events})")
+        self.cleaning = (float(picture_threshold), float(boundary_threshold), int(min_neighbors))
+        self.max_events, self.source, self.focal_length_choice = max_events, source, focal_length_choice
+        self.allow_truncated, self.chunk_events = allow_truncated, int(chunk_events)
+        self.n_events, self.n_rows, self.truncated = 0, 0, False
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        event_source, calibrator_cls = self._classes
+        p = self.path
+        with offline():
+            src = _open_source(event_source, p, self.focal_length_choice, self.max_events)
+        cameras: dict[int, CameraGeometry] = {}
         try:
-            calibrator(event)
-        except Exception as exc:
+            with offline():
+                calibrator = calibrator_cls(subarray=src.subarray)
+            reader = _EventReader(src, calibrator, p, self.allow_truncated)
+            while not reader.done:
+                per_tel = reader.read(self.chunk_events)
+                self.n_events, self.truncated = reader.n_events, reader.truncated
+                if not per_tel:
+                    continue
+                for tel_id in per_tel:
+                    if tel_id not in cameras:
+                        with offline():
+                            cameras[tel_id] = CameraGeometry.from_ctapipe(src.subarray.tel[tel_id].camera.geometry)
+                frames = [
+                    _parametrise(items, cameras[tel_id], *self.cleaning, self.source)
+                    for tel_id, items in sorted(per_tel.items())
+                ]
+                df = pd.concat(frames, ignore_index=True).sort_values(["_seq", "tel_id"], kind="stable")
+                df = df.drop(columns="_seq").reset_index(drop=True)
+                self.n_rows += len(df)
+                yield df
+        finally:
+            src.close()
+        if self.n_rows == 0:
             raise RareflowError(
-                f"{path}: cannot calibrate event {event.index.event_id} ({type(exc).__name__}: {exc}); check the file"
-            ) from exc
-        for tel_id, dl1 in event.dl1.tel.items():
-            if dl1.image is None:
-                continue
-            pos = positions.get(tel_id) if hasattr(positions, "get") else None
-            tel_pos = pos.to_value("m") if pos is not None else None
-            meta = {"obs_id": int(event.index.obs_id), "event_id": int(event.index.event_id), "tel_id": int(tel_id)}
-            meta.update(_truth(event, tel_id, tel_pos))
-            per_tel.setdefault(int(tel_id), []).append((np.asarray(dl1.image, dtype=np.float32), meta))
-    return per_tel, n_events, truncated
+                f"{p}: no telescope images in {self.n_events} event(s) (empty or truncated file?); check the file"
+            )
+        if self.truncated:
+            warnings.warn(f"{p}: truncated file, kept the {self.n_events} event(s) read", stacklevel=2)
 
 
 def extract_simtel(
@@ -249,6 +340,7 @@ def extract_simtel(
     source: str | tuple[float, float] = "pointing",
     focal_length_choice: str = "auto",
     allow_truncated: bool = False,
+    chunk_events: int = 1000,
 ) -> pd.DataFrame:
     """Read, calibrate, clean and parametrise a sim_telarray file: one row per (event, telescope).
 
@@ -256,40 +348,104 @@ def extract_simtel(
     electron / helium ... ), the SPEC Hillas columns, ``is_valid`` (< 3 pixels after cleaning ->
     False and NaN parameters) and the truth ``true_particle`` (sim_telarray primary id),
     ``true_energy`` [TeV], ``true_impact`` (telescope - shower axis distance, as ctapipe) [m], ``true_core_x/_y``
-    [m], ``true_x_max`` [g cm^-2], ``true_source_x/_y`` (true direction in the telescope frame) [deg].
+    [m], ``true_x_max`` [g cm^-2], ``true_source_x/_y`` (true direction in the telescope frame) [deg]
+    (NaN when the file has no simulation). Rows in file order, telescopes ascending within an event.
 
     ``source``: where alpha / dist / miss are measured from — ``"pointing"`` (camera centre, a point
     source observed on axis), ``"true"`` (each event's true direction) or an ``(x, y)`` in deg.
     ``focal_length_choice``: ``"auto"`` (effective focal length, or the equivalent one when the file
     has none), ``"effective"`` or ``"equivalent"``. Corrupt/truncated files raise
     :class:`RareflowError` unless ``allow_truncated=True`` (then the events read so far are kept and
-    ``df.attrs["truncated"]`` is True).
+    ``df.attrs["truncated"]`` is True). Images are processed ``chunk_events`` events at a time
+    (:class:`SimtelStream`); only the parameter table is kept whole. For files larger than memory
+    use :func:`extract_to_parquet` (the ``rareflow extract`` command).
     """
-    p = _check_file(path, "sim_telarray")
-    _check_source(source)
-    event_source, calibrator_cls = _import_ctapipe()
-    if max_events is not None and max_events < 1:
-        raise RareflowError(f"max_events must be >= 1 or None (got {max_events})")
-    with offline():
-        src = _open_source(event_source, p, focal_length_choice, max_events)
-        with src:
-            calibrator = calibrator_cls(subarray=src.subarray)
-            per_tel, n_events, truncated = _read_events(src, calibrator, p, allow_truncated)
-            cameras = {
-                tel_id: CameraGeometry.from_ctapipe(src.subarray.tel[tel_id].camera.geometry) for tel_id in per_tel
-            }
-    if not per_tel:
-        raise RareflowError(
-            f"{p}: no telescope images in {n_events} event(s) (empty or truncated file?); check the file"
-        )
-    frames = [
-        _parametrise(items, cameras[tel_id], picture_threshold, boundary_threshold, min_neighbors, source)
-        for tel_id, items in sorted(per_tel.items())
-    ]
-    df = pd.concat(frames, ignore_index=True).sort_values(["obs_id", "event_id", "tel_id"], kind="stable")
-    df = df.reset_index(drop=True)
-    df.attrs.update(truncated=truncated, n_events=n_events, source_file=str(p))
+    stream = SimtelStream(
+        path, picture_threshold=picture_threshold, boundary_threshold=boundary_threshold,
+        min_neighbors=min_neighbors, max_events=max_events, source=source,
+        focal_length_choice=focal_length_choice, allow_truncated=allow_truncated, chunk_events=chunk_events,
+    )  # fmt: skip
+    df = pd.concat(list(stream), ignore_index=True)
+    df.attrs.update(truncated=stream.truncated, n_events=stream.n_events, source_file=str(stream.path))
     return df
+
+
+def _extract_file_task(path: str, options: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """Dask task: one file's parameter table (streamed on the worker) and its number of events."""
+    stream = SimtelStream(path, **options)
+    frames = list(stream)
+    return pd.concat(frames, ignore_index=True), stream.n_events
+
+
+def extract_to_parquet(
+    files: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Extract one or several sim_telarray files into one Parquet table, in bounded memory.
+
+    Rows are the files' rows in input order. In this process, each file is streamed
+    ``chunk_events`` events at a time and every chunk is appended to the output (memory: one
+    chunk of images). With ``scheduler`` (``"local"`` or a Dask address) each file is one task on a
+    worker (memory there: one chunk of images plus that file's parameter table); the tables come
+    back in input order. Same rows and values either way. ``options``: as :func:`extract_simtel`.
+    Written atomically; returns ``{"rows", "events", "files", "seconds"}``.
+    """
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rareflow.atomic import atomic_path
+    from rareflow.progress import make_progress
+
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    if not paths:
+        raise RareflowError("no input file given; pass one or more sim_telarray files")
+    streams = [SimtelStream(p, **options) for p in paths]  # checks every file and option up front
+    max_events = options.get("max_events")
+    total = max_events * len(paths) if max_events else None
+    t0 = time.perf_counter()
+    rows = events = 0
+    with atomic_path(out) as tmp, make_progress() as progress:
+        bar = progress.add_task("extract" + (" (dask)" if scheduler else ""), total=total, info="")
+        writer: pq.ParquetWriter | None = None
+
+        def write(df: pd.DataFrame, n_ev: int) -> None:
+            nonlocal writer, rows, events
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(df)
+            events += n_ev
+            rate = events / max(time.perf_counter() - t0, 1e-9)
+            progress.update(bar, advance=n_ev, info=f"{events:,} events, {rows:,} rows, {rate:,.1f} events/s")
+
+        try:
+            if scheduler is None:
+                for stream in streams:
+                    seen = 0
+                    for df in stream:
+                        write(df, stream.n_events - seen)
+                        seen = stream.n_events
+                    if stream.n_events > seen:  # trailing events without images
+                        progress.update(bar, advance=stream.n_events - seen)
+                        events += stream.n_events - seen
+            else:
+                from rareflow.parallel import dask_client, map_ordered
+
+                with dask_client(scheduler, n_workers) as client:
+                    tasks = ((str(s.path.resolve()), options) for s in streams)
+                    for df, n_ev in map_ordered(client, _extract_file_task, tasks):
+                        write(df, n_ev)
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"rows": rows, "events": events, "files": len(paths), "seconds": time.perf_counter() - t0}
 
 
 def _check_source(source: object) -> None:
@@ -311,7 +467,7 @@ def _parametrise(
     images = np.stack([im for im, _ in items])
     if images.shape[1] != camera.n_pixels:
         raise RareflowError(f"image has {images.shape[1]} pixels but camera {camera.name!r} has {camera.n_pixels}")
-    meta = pd.DataFrame([m for _, m in items])
+    meta = pd.DataFrame([m for _, m in items], columns=["_seq", *_META_COLUMNS])
     images = np.where(np.isfinite(images), images, 0.0).astype(np.float32)  # unusable pixels read 0
     params = extract_parameters(
         images, camera, picture_thresh=pic, boundary_thresh=bnd, min_number_picture_neighbors=min_nb
@@ -322,8 +478,8 @@ def _parametrise(
         _recompute_source(params, sx, sy)
     elif not isinstance(source, str):
         _recompute_source(params, np.full(len(params), float(source[0])), np.full(len(params), float(source[1])))
-    first = ["obs_id", "event_id", "tel_id", "label"]
-    out = pd.concat([meta[first], params, meta.drop(columns=first)], axis=1)
+    first = ["_seq", "obs_id", "event_id", "tel_id", "label"]
+    out = pd.concat([meta[first], params.set_index(meta.index), meta.drop(columns=first)], axis=1)
     return out
 
 
