@@ -28,8 +28,20 @@ class SimulateConfig(_Strict):
     dead_pixel_fraction: float = Field(default=0.0, ge=0, lt=1)
 
 
+class IdxConfig(_Strict):
+    """Two IDX image sets (``source: idx``), e.g. MNIST digits (bulk) vs notMNIST letters (rare)."""
+
+    bulk_path: str
+    rare_path: str
+    n_per_class: int | None = Field(default=None, gt=0)
+
+
 class DataConfig(_Strict):
-    source: Literal["simulate", "table", "magic"] = "simulate"
+    """Where the events come from. Image methods need ``images``: ``true`` with the simulator, the
+    ``.npz`` of ``rareflow simulate --images-out`` with ``source: table`` (joined on event_id);
+    ``source: simtel`` (a sim_telarray file) and ``source: idx`` always carry images."""
+
+    source: Literal["simulate", "table", "magic", "simtel", "idx"] = "simulate"
     path: str | None = None
     format: Literal["parquet", "csv", "magic", "dl1"] | None = None
     features: list[str] | None = None
@@ -37,6 +49,8 @@ class DataConfig(_Strict):
     bulk_label: list[str] | None = None
     drop_nonfinite: bool = False
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    images: bool | str = False
+    idx: IdxConfig | None = None
 
     @field_validator("bulk_label", mode="before")
     @classmethod
@@ -50,8 +64,14 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _path_needed(self) -> "DataConfig":
-        if self.source in ("table", "magic") and not self.path:
+        if self.source in ("table", "magic", "simtel") and not self.path:
             raise ValueError(f"data.path is required for source '{self.source}'")
+        if self.source == "idx" and self.idx is None:
+            raise ValueError("data.idx (bulk_path, rare_path) is required for source 'idx'")
+        if isinstance(self.images, str) and self.source != "table":
+            raise ValueError("data.images as a path (.npz) goes with source 'table'; use images: true for the simulator")
+        if self.images is True and self.source not in ("simulate", "simtel", "idx"):
+            raise ValueError("data.images: true needs source simulate; give a table the .npz path instead")
         return self
 
 
@@ -165,9 +185,20 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
     if raw is not None and not isinstance(raw, dict):
         raise RareflowError(f"{path}: the config must be a mapping with data/scenario/methods keys")
     cfg = parse_config(raw or {}, str(path))
-    if cfg.data.path:
-        p = Path(cfg.data.path)
-        if not p.is_absolute():
-            beside = (path.parent / p).resolve()
-            cfg.data.path = str(beside if beside.exists() else p)
+    d = cfg.data
+    if d.path:
+        d.path = _resolve(d.path, path)
+    if isinstance(d.images, str):
+        d.images = _resolve(d.images, path)
+    if d.idx is not None:
+        d.idx.bulk_path, d.idx.rare_path = _resolve(d.idx.bulk_path, path), _resolve(d.idx.rare_path, path)
     return cfg
+
+
+def _resolve(value: str, config_path: Path) -> str:
+    """A relative path against the config file's folder when it exists there, else as given."""
+    p = Path(value)
+    if p.is_absolute():
+        return value
+    beside = (config_path.parent / p).resolve()
+    return str(beside if beside.exists() else p)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ LABEL = "label"
 WEIGHT = "weight"
 #: Columns that are never used as features when the feature list is automatic.
 META_COLUMNS = frozenset(
-    {LABEL, WEIGHT, "score", "prediction", "threshold", "event_id", "obs_id", "tel_id", "is_valid", "row"}
+    {LABEL, WEIGHT, "score", "prediction", "threshold", "event_id", "obs_id", "tel_id", "is_valid", "row", "image_index"}
 )
 
 
@@ -203,7 +204,12 @@ def encode_labels(
 
 @dataclass
 class Dataset:
-    """A validated feature table ready for splitting: features, labels, weights, truth."""
+    """A validated feature table ready for splitting: features, labels, weights, truth.
+
+    ``images`` (optional): grid images (n, H, W) aligned with the rows of ``frame`` for the image
+    detectors, with ``image_mapping`` (a :class:`rareflow.data.images.GridMapping`) and ``camera``
+    to draw them back on the camera.
+    """
 
     frame: pd.DataFrame
     features: list[str]
@@ -211,6 +217,9 @@ class Dataset:
     rare_label: str
     bulk_labels: list[str]
     source: str
+    images: np.ndarray | None = None
+    image_mapping: Any = None
+    camera: Any = None
 
     @property
     def X(self) -> pd.DataFrame:

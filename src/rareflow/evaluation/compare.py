@@ -53,9 +53,16 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
         ("Score distributions", paths["scores_png"]),
         ("Quality factor", paths["q"]),
     ]
+    gallery = []
+    if result.gallery and result.camera is not None:
+        from rareflow.evaluation.gallery import write_gallery
+
+        lattice = (result.dataset.get("images") or {}).get("lattice") or "hexagonal"
+        gallery = write_gallery(result.gallery, result.camera, out, lattice)
+        paths.update({f"gallery:{caption.split(':')[0]}": p for caption, p in gallery})
     title = result.config.name and f"rareflow compare — {result.config.name}"
     paths["report"] = out / "report.html"
-    write_text_atomic(paths["report"], render_report(doc, images, title))
+    write_text_atomic(paths["report"], render_report(doc, images, title, gallery=gallery or None))
     return paths
 
 

@@ -207,8 +207,11 @@ def _round(x: Any) -> Any:
     return f"{x:.4g}" if isinstance(x, float) else ("–" if x is None else x)
 
 
-def render_report(doc: dict[str, Any], images: list[tuple[str, Path]], title: str | None = None) -> str:
-    """The HTML page for a metrics document and its plots."""
+def render_report(
+    doc: dict[str, Any], images: list[tuple[str, Path]], title: str | None = None,
+    gallery: list[tuple[str, Path]] | None = None,
+) -> str:  # fmt: skip
+    """The HTML page for a metrics document and its plots (and the image methods' gallery, if any)."""
     data = doc.get("data", {})
     labels = ", ".join(f"{k}: {v}" for k, v in data.get("label_counts", {}).items())
     feats = data.get("features", [])
@@ -243,6 +246,14 @@ def render_report(doc: dict[str, Any], images: list[tuple[str, Path]], title: st
     parts.append("<h2>Plots</h2>")
     for alt, path in images:
         parts.append(f"<h3>{html.escape(alt)}</h3>{_img(path, alt)}")
+    if gallery:
+        parts.append("<h2>Image methods: highest-scoring test images</h2>")
+        parts.append(
+            "<p class=muted>First seed. Top: the image (log1p of the charge); bottom: the method's anomaly map on the "
+            "camera pixels; circle: the map's maximum. Labels are the true classes.</p>"
+        )
+        for alt, path in gallery:
+            parts.append(f"<h3>{html.escape(alt)}</h3>{_img(path, alt)}")
     parts.append("<h2>Event counts behind the numbers</h2>")
     parts.append(
         "<p class=muted>Per seed: training and test events per class, realised test rare fraction. In the weights mode "

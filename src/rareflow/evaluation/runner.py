@@ -39,14 +39,16 @@ class RunResult:
     splits: dict[int, dict[str, Any]]
     skipped: dict[str, str] = field(default_factory=dict)
     extra_scores: dict[str, dict[int, dict[str, np.ndarray]]] = field(default_factory=dict)
+    gallery: dict[str, dict[str, Any]] = field(default_factory=dict)  # image methods: top test images + maps
+    camera: Any = None  # CameraGeometry of the images (gallery drawing)
 
     @property
     def methods(self) -> list[str]:
         return [m.display for m in self.config.methods if m.display not in self.skipped]
 
 
-def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
-    """The experiment's feature table, validated (simulated when ``data.source: simulate``)."""
+def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, Any]:
+    """``(table, description, ImageSet or None)`` of the configured source."""
     d = cfg.data
     if d.source == "simulate":
         from rareflow.data.simulate import simulate_events
@@ -58,11 +60,42 @@ def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
             muon_fraction=d.simulate.muon_fraction,
             source=d.simulate.source,
             dead_pixel_fraction=d.simulate.dead_pixel_fraction,
+            return_images=bool(d.images),
         )
-        df, source = sim.table, f"simulated events (seed {seed}, {d.simulate.n_events} events)"
-    else:
-        df = read_table(d.path, "magic" if d.source == "magic" else d.format)
-        source = str(d.path)
+        source = f"simulated events (seed {seed}, {d.simulate.n_events} events)"
+        if not d.images:
+            return sim.table, source, None
+        from rareflow.data.images import GridMapping, ImageSet
+
+        imgs = ImageSet(sim.images, sim.camera, GridMapping.from_camera(sim.camera), sim.table, source)
+        return sim.table, source, imgs
+    if d.source in ("simtel", "idx"):
+        from rareflow.data.images import load_idx_pair_set, load_simtel
+
+        if d.source == "simtel":
+            imgs = load_simtel(d.path)
+        else:
+            assert d.idx is not None
+            bulk = (d.bulk_label or ["bulk"])[0]
+            imgs = load_idx_pair_set(d.idx.bulk_path, d.idx.rare_path, bulk, d.rare_label, d.idx.n_per_class, seed)
+        return imgs.table, imgs.source, imgs
+    df = read_table(d.path, "magic" if d.source == "magic" else d.format)
+    if isinstance(d.images, str):
+        from rareflow.data.images import load_simulated
+
+        imgs = load_simulated(d.images, df)
+        return imgs.table, str(d.path), imgs
+    return df, str(d.path), None
+
+
+def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
+    """The experiment's feature table, validated (simulated when ``data.source: simulate``), with
+    grid images aligned to its rows when the source has images (``data.images``)."""
+    d = cfg.data
+    df, source, imgs = _load_source(cfg, seed)
+    if imgs is not None:
+        df = df.copy()
+        df["image_index"] = np.arange(len(df))
     n_flagged = 0
     if "is_valid" in df.columns:
         valid = df["is_valid"].astype(bool).to_numpy()
@@ -73,6 +106,9 @@ def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
         need_labels=True, drop_nonfinite=d.drop_nonfinite,
     )
     ds.n_flagged = n_flagged  # type: ignore[attr-defined]
+    if imgs is not None:
+        ds.images = imgs.grids()[ds.frame["image_index"].to_numpy()]
+        ds.image_mapping, ds.camera = imgs.mapping, imgs.camera
     return ds
 
 
@@ -86,7 +122,12 @@ def describe_dataset(ds: Dataset) -> dict[str, Any]:
         "bulk_labels": ds.bulk_labels,
         "features": ds.features,
         "n_flagged_dropped": int(getattr(ds, "n_flagged", 0)),
-    }
+        "images": None if ds.images is None else {
+            "grid": list(ds.images.shape[1:]), "camera": getattr(ds.camera, "name", None),
+            "n_pixels": getattr(ds.camera, "n_pixels", None),
+            "lattice": getattr(ds.image_mapping, "lattice", None),
+        },
+    }  # fmt: skip
 
 
 def make_split(cfg: ExperimentConfig, y: np.ndarray, seed: int) -> Split:
@@ -136,6 +177,36 @@ class TaskResult:
     metrics: dict[str, Any]
     scores: np.ndarray
     threshold: float
+    gallery: dict[str, Any] | None = None
+
+
+GALLERY_SIZE = 8
+
+
+def _inputs(det: Detector, ds: Dataset) -> Any:
+    """What the detector reads: grid images for image methods, the feature table otherwise."""
+    if getattr(det, "input", "table") != "image":
+        return ds.X
+    if ds.images is None:
+        raise RareflowError(
+            f"method '{det.name}' needs camera images; set data.images: true (simulator), give a table the "
+            ".npz from `rareflow simulate --images-out`, or use source simtel / idx"
+        )
+    return ds.images
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
+
+
+def _gallery(det: Detector, ds: Dataset, test_idx: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+    """The highest-scoring test images with their anomaly maps on the camera pixels."""
+    if not hasattr(det, "anomaly_map") or ds.images is None or ds.image_mapping is None:
+        return None
+    order = np.argsort(-scores, kind="stable")[:GALLERY_SIZE]
+    rows = test_idx[order]
+    maps = ds.image_mapping.to_pixels(det.anomaly_map(ds.images[rows]))
+    return {"rows": rows, "scores": scores[order], "maps": maps, "pixels": ds.image_mapping.to_pixels(ds.images[rows])}
 
 
 def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodConfig) -> TaskResult:
@@ -146,18 +217,18 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
     seed = split.seed
     seed_everything(derive_seed(seed, method.name))
     det = build_detector(cfg, method, seed)
-    X, y = ds.X, ds.y
+    X, y = _inputs(det, ds), ds.y
     assert y is not None
     w = ds.weight
     fit_y = y[split.fit_idx] if split.labelled_training else None
     fit_w = None if w is None else w[split.fit_idx]
     t0 = time.perf_counter()
-    det.fit(X.iloc[split.fit_idx], fit_y, sample_weight=fit_w)
+    det.fit(_rows(X, split.fit_idx), fit_y, sample_weight=fit_w)
     fit_seconds = time.perf_counter() - t0
     if len(split.calib_idx):
         cal_y = y[split.calib_idx] if split.labelled_training else None
-        det.set_threshold_from(X.iloc[split.calib_idx], cal_y, None if w is None else w[split.calib_idx])
-    Xt = X.iloc[split.test_idx]
+        det.set_threshold_from(_rows(X, split.calib_idx), cal_y, None if w is None else w[split.calib_idx])
+    Xt = _rows(X, split.test_idx)
     t0 = time.perf_counter()
     scores = det.decision_function(Xt)
     score_seconds = max(time.perf_counter() - t0, 1e-9)
@@ -167,7 +238,8 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
         significance_events=cfg.significance.n_events, significance_alpha=cfg.significance.alpha,
     )
     m.update(fit_seconds=fit_seconds, score_events_per_second=len(Xt) / score_seconds)
-    return TaskResult(method.display, seed, m, scores, float(det.threshold_))
+    gallery = _gallery(det, ds, split.test_idx, scores) if seed == cfg.scenario.seeds[0] else None
+    return TaskResult(method.display, seed, m, scores, float(det.threshold_), gallery)
 
 
 def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | None = None) -> RunResult:
@@ -204,7 +276,10 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | N
         results = run_tasks(scheduler, cfg, ds, tasks)
     labels = ds.frame["label"].astype(str).to_numpy()
     per_seed, frames = [], []
+    gallery = {}
     for (split, _), res in zip(tasks, results):
+        if getattr(res, "gallery", None) is not None:
+            gallery[res.method] = {**res.gallery, "labels": labels[res.gallery["rows"]]}
         per_seed.append({"method": res.method, "seed": res.seed, **res.metrics})
         idx = split.test_idx
         frames.append(
@@ -220,4 +295,6 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | N
         scores=pd.concat(frames, ignore_index=True),
         splits={seed: s.info for seed, s in splits.items()},
         skipped=skipped,
+        gallery=gallery,
+        camera=ds.camera,
     )

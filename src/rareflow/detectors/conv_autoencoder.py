@@ -1,0 +1,256 @@
+r"""``conv-autoencoder``: one-class convolutional autoencoder on camera images; map = pixel error.
+
+The image version of the seed slides' "min MSE" recipe: train :math:`g \circ e` (a small CNN
+encoder with stride-2 stages, a 1x1 bottleneck of ``latent`` channels and a mirror decoder,
+:class:`rareflow.flows.conv.ConvAutoencoderNet`) to reconstruct grid images :math:`u` of the
+training class (``fit_on``) by minimising the mean pixel MSE, then
+
+.. math:: A(u)_{h,w} = \big(u_{h,w} - g(e(u))_{h,w}\big)^2, \qquad
+          \mathrm{score}(u) = \operatorname{mean}_{h,w} A(u)_{h,w} \ \text{or}\ \max_{h,w} A(u)_{h,w},
+
+with :math:`u` the log1p-normalised charges on the axial grid (:mod:`rareflow.data.images`).
+
+``map: pull`` (default) replaces the squared log error by a one-sided **pull in charge space**:
+
+.. math:: A(u)_{h,w} = \max\!\Big(0,\ \frac{q_{h,w} - \hat q_{h,w}}{\sigma(\hat u_{h,w})}\Big), \qquad
+          q = \operatorname{sign}(u)(e^{|u|}-1),\ \hat q = \operatorname{sign}(\hat u)(e^{|\hat u|}-1),
+
+with :math:`\hat u = g(e(u))`. In charge units the night-sky-background noise is additive (the
+log1p transform compresses a 12 p.e. muon-arc pixel to the level of a 5 p.e. noise fluctuation);
+:math:`\sigma(\hat u)` is the spread of the charge residual :math:`q - \hat q` of **training**
+images as a function of the reconstruction, estimated after fitting on the held-out validation
+part of the training images (all of them without one) in quantile bins of :math:`\hat u` (finer
+towards the bright tail) as a robust scale (1.4826 x median absolute deviation, so the few badly
+reconstructed bright shower cores do not inflate it), interpolated linearly between bin centres.
+Grid cells that are constant over the training images (outside the camera) are left out of the
+estimate. Only excess light counts (artefacts add light). ``map: error`` is the squared log error
+above; ``smooth`` averages the map over a (2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
+The anomaly map :math:`A` goes back to the camera pixels with ``GridMapping.to_pixels``.
+Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann et al. 2019
+(MVTec AD, pixel-wise reconstruction error). Training goes through :func:`rareflow.flows.train.train`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rareflow.data.images import expm1_charge
+from rareflow.detectors import register
+from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
+from rareflow.detectors.base import FittedState, Kind
+from rareflow.errors import RareflowError
+from rareflow.flows.conv import ConvAutoencoderNet
+from rareflow.flows.train import Batch, TrainingDiverged, resolve_device, split_indices, to_tensor, train, weighted_mean
+from rareflow.seeding import derive_seed
+
+_PREFIX = "model/"
+MAPS = ("pull", "error")
+_PULL_LEVELS = 40  # quantile bins of the reconstruction for the pull scale
+_PULL_MIN_COUNT = 30
+
+
+def _ae_loss(model: ConvAutoencoderNet, batch: Batch) -> Tensor:
+    """Weighted mean over images of the mean pixel squared error."""
+    return weighted_mean(model.error_map(batch.x).flatten(1).mean(1), batch.weight)
+
+
+def image_batch(X: np.ndarray, idx: np.ndarray, w: np.ndarray | None = None, label: np.ndarray | None = None) -> Batch:
+    """Rows ``idx`` of grid images (n, H, W) as a Batch of (n, 1, H, W) float32 tensors."""
+    return Batch(
+        x=to_tensor(X[idx][:, None]),
+        weight=None if w is None else to_tensor(w[idx]),
+        label=None if label is None else to_tensor(label[idx]),
+    )
+
+
+def fit_autoencoder_net(det: Any, X: np.ndarray, w: np.ndarray | None, channels: Sequence[int], latent: int,
+                        epochs: int, description: str, coords: bool = False) -> tuple[ConvAutoencoderNet, dict[str, Any]]:  # fmt: skip
+    """Build (seeded) and train a :class:`ConvAutoencoderNet` on grid images with ``det``'s training
+    settings; returns the net (best weights) and the history. Shared with ``fastflow``'s backbone."""
+    seed = det.random_state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else derive_seed(seed, "conv-ae-init"))
+        net = ConvAutoencoderNet(tuple(channels), int(latent), det.activation, coords=coords)
+    tr, va = split_indices(len(X), float(det.validation_fraction), None if seed is None else derive_seed(seed, "split"))
+    w32 = None if w is None else w.astype(np.float32)
+    try:
+        history = train(
+            net, _ae_loss, image_batch(X, tr, w32), image_batch(X, va, w32) if len(va) else None,
+            epochs=int(epochs), batch_size=int(det.batch_size), lr=float(det.lr), weight_decay=float(det.weight_decay),
+            schedule=det.schedule, clip_grad=det.clip_grad, patience=int(det.patience),
+            seed=None if seed is None else derive_seed(seed, "train"), n_threads=det.n_threads, device=det.device,
+            eval_batch_size=int(det.score_batch_size), progress=bool(det.progress), description=description,
+        )  # fmt: skip
+    except TrainingDiverged as exc:
+        if det.on_divergence == "raise":
+            raise
+        warnings.warn(f"{exc}; continuing with those weights (on_divergence='keep')", stacklevel=2)
+        history = exc.history
+    return net, history
+
+
+@register
+class ConvAutoencoderDetector(ImageDetector):
+    """One-class convolutional autoencoder; outlier map = per-pixel charge pull (default) or squared error."""
+
+    name: ClassVar[str] = "conv-autoencoder"
+    kind: ClassVar[Kind] = "one-class"
+
+    def __init__(
+        self,
+        fit_on: str = "bulk",
+        channels: Sequence[int] = (8, 16, 32),
+        latent: int = 4,
+        coords: bool = False,
+        map: str = "pull",
+        smooth: int | None = None,
+        activation: str = "relu",
+        reduce: str = "mean",
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-5,
+        schedule: str = "cosine",
+        clip_grad: float | None = 5.0,
+        patience: int = 5,
+        validation_fraction: float = 0.2,
+        threshold: dict[str, Any] | None = None,
+        random_state: int | None = 0,
+        device: str = "cpu",
+        n_threads: int | None = None,
+        score_batch_size: int = 512,
+        on_divergence: str = "raise",
+        progress: bool = True,
+    ) -> None:
+        self.fit_on = fit_on
+        self.channels = channels
+        self.latent = latent
+        self.coords = coords
+        self.map = map
+        self.smooth = smooth
+        self.activation = activation
+        self.reduce = reduce
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.clip_grad = clip_grad
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.threshold = threshold
+        self.random_state = random_state
+        self.device = device
+        self.n_threads = n_threads
+        self.score_batch_size = score_batch_size
+        self.on_divergence = on_divergence
+        self.progress = progress
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
+        self._check_reduce()
+        if self.map not in MAPS:
+            raise RareflowError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
+        if self.on_divergence not in ("raise", "keep"):
+            raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
+        net, self.history_ = fit_autoencoder_net(
+            self, X, sample_weight, self.channels, int(self.latent), int(self.epochs), "conv-autoencoder", bool(self.coords)
+        )
+        self.model_ = net
+        if self.map == "pull":
+            self._fit_pull_scale(X)
+
+    def _reconstruct(self, X: np.ndarray) -> np.ndarray:
+        p = next(self.model_.parameters())
+        self.model_.eval()
+        out = np.empty(X.shape, dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(X), max(int(self.score_batch_size), 1)):
+                xb = torch.from_numpy(np.ascontiguousarray(X[start : start + int(self.score_batch_size)][:, None]))
+                out[start : start + len(xb)] = self.model_(xb.to(device=p.device, dtype=p.dtype))[:, 0].float().cpu().numpy()
+        return out
+
+    def _fit_pull_scale(self, X: np.ndarray) -> None:
+        """Robust spread of the charge residual vs the reconstruction, on held-out training images."""
+        seed = self.random_state
+        _, va = split_indices(len(X), float(self.validation_fraction), None if seed is None else derive_seed(seed, "split"))
+        Xv = X[va] if len(va) >= 10 else X
+        varying = X.std(axis=0) > 0
+        if not varying.any():
+            raise RareflowError("conv-autoencoder map: pull needs training images that vary")
+        Xv = Xv[:, varying]
+        rec = self._reconstruct(X[va] if len(va) >= 10 else X)[:, varying]
+        xh = rec.ravel().astype(np.float64)
+        res = (expm1_charge(Xv) - expm1_charge(rec)).ravel()
+        levels = np.r_[0.0, 1.0 - np.geomspace(1.0, 1e-4, _PULL_LEVELS)[1:], 1.0]
+        edges = np.unique(np.quantile(xh, levels))
+        idx = np.clip(np.searchsorted(edges, xh, side="right") - 1, 0, max(len(edges) - 2, 0))
+        centres, scales = [], []
+        for b in range(max(len(edges) - 1, 1)):
+            sel = idx == b
+            if sel.sum() < _PULL_MIN_COUNT:
+                continue
+            r = res[sel]
+            centres.append(xh[sel].mean())
+            scales.append(1.4826 * np.median(np.abs(r - np.median(r))))
+        if not centres:
+            centres, scales = [float(xh.mean())], [1.4826 * float(np.median(np.abs(res - np.median(res))))]
+        scales = np.asarray(scales)
+        floor = max(1e-6, 1e-3 * float(np.max(scales)))
+        self.pull_centres_ = np.asarray(centres, dtype=np.float64)
+        self.pull_scales_ = np.maximum(scales, floor).astype(np.float64)
+
+    def _smooth_cells(self) -> int:
+        return (1 if self.map == "error" else 0) if self.smooth is None else int(self.smooth)
+
+    def _map_batch(self, x: Tensor) -> Tensor:
+        if self.map == "pull":
+            rec = self.model_(x)[:, 0]
+            u = x[:, 0]
+            q = torch.sign(u) * torch.expm1(u.abs())
+            qh = torch.sign(rec) * torch.expm1(rec.abs())
+            c = torch.as_tensor(self.pull_centres_, dtype=rec.dtype, device=rec.device)
+            s = torch.as_tensor(self.pull_scales_, dtype=rec.dtype, device=rec.device)
+            err = torch.clamp((q - qh) / _interp(rec, c, s), min=0.0)
+        else:
+            err = self.model_.error_map(x)
+        k = self._smooth_cells()
+        if k <= 0:
+            return err
+        return F.avg_pool2d(err[:, None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[:, 0]
+
+    def _export(self) -> FittedState:
+        arrays = state_arrays(self.model_, _PREFIX)
+        if self.map == "pull":
+            arrays["pull/centres"] = self.pull_centres_
+            arrays["pull/scales"] = self.pull_scales_
+        return FittedState(json={"config": self.model_.config, "image_shape": list(self.image_shape_)}, arrays=arrays)
+
+    def _import(self, state: FittedState) -> None:
+        cfg = state.json["config"]
+        model = ConvAutoencoderNet(tuple(cfg["channels"]), cfg["latent"], cfg["activation"], cfg["in_channels"], cfg["coords"])
+        load_weights(model, state.arrays, _PREFIX, "conv-autoencoder")
+        if self.map == "pull":
+            if "pull/centres" not in state.arrays:
+                raise RareflowError("the saved conv-autoencoder has no pull scale (saved with map: error?); retrain")
+            self.pull_centres_ = np.asarray(state.arrays["pull/centres"], dtype=np.float64)
+            self.pull_scales_ = np.asarray(state.arrays["pull/scales"], dtype=np.float64)
+        self.model_ = model.to(resolve_device(self.device)).eval()
+        self.image_shape_ = tuple(int(v) for v in state.json["image_shape"])
+
+
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """``np.interp`` for tensors: piecewise-linear in ``xp`` (increasing), constant beyond its ends."""
+    if xp.numel() == 1:
+        return fp.expand_as(x)
+    xc = x.clamp(xp[0], xp[-1])
+    i = torch.searchsorted(xp, xc.contiguous(), right=True).clamp(1, xp.numel() - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    t = (xc - x0) / (x1 - x0).clamp_min(1e-12)
+    return f0 + t * (f1 - f0)
