@@ -24,9 +24,9 @@ NAMES = ["hillas_intensity", "hillas_width", "n_pixels", "m3_long"]
 
 def test_automatic_choices() -> None:
     pre = Preprocessor.fit(_table(), NAMES)
-    assert pre.describe(NAMES) == {"log": ["hillas_intensity"], "dequantize": ["n_pixels"]}
+    assert pre.describe(NAMES) == {"log": ["hillas_intensity"], "dequantize": ["n_pixels"], "atoms": []}
     none = Preprocessor.fit(_table(), NAMES, log_features=False, dequantize=False)
-    assert none.describe(NAMES) == {"log": [], "dequantize": []}
+    assert none.describe(NAMES) == {"log": [], "dequantize": [], "atoms": []}
     named = Preprocessor.fit(_table(), NAMES, log_features=["hillas_intensity", "n_pixels"], dequantize=[])
     assert named.describe(NAMES)["log"] == ["hillas_intensity", "n_pixels"]
 

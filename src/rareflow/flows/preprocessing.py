@@ -8,6 +8,14 @@ The map :math:`u = T(x)` is applied column by column, in this order:
    continuous density is fitted to the discrete values; in evaluation mode the cell centre
    :math:`v = x + 1/2` is used, which makes scoring deterministic. A density :math:`p(v)` then
    approximates the probability mass :math:`P(X = x) \\approx p(x + 1/2)` (cell width 1).
+   **Atoms** of continuous columns (``leakage_*`` is exactly 0 for most images, ``hillas_width``
+   for a few; a column whose most frequent value holds at least ``atom_fraction`` of the rows
+   and that is not integer-valued) are dequantised the same way into a band of width
+   :math:`\delta` (10% of the column's standard deviation) beside the atom, on the side away from
+   the other values: :math:`v = a - \delta\,\epsilon` (training) or :math:`a - \delta/2`
+   (scoring). A point mass otherwise gives a continuous density an unbounded spike; with the
+   band, :math:`p(v) \approx P(X = a)/\delta`, so a likelihood *ratio* of two class flows
+   sharing the preprocessing tends to the ratio of the atom probabilities there.
 2. **Log** of positive heavy-tailed columns (``hillas_intensity``, sizes):
    :math:`w = \\log \\max(v, v_{floor})`, with :math:`v_{floor}` a small positive floor below the
    training minimum so that scoring never produces ``-inf``. Chosen automatically when a column
@@ -31,6 +39,7 @@ buffers, so they travel with ``state_dict`` and are saved as plain arrays.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +50,7 @@ from rareflow.errors import RareflowError
 
 IQR_TO_SIGMA = 1.3489795003921634  # IQR of N(0, 1)
 DEFAULT_SKEW_THRESHOLD = 1.0
+DEFAULT_ATOM_FRACTION = 0.02
 
 
 class Preprocessor(nn.Module):
@@ -55,6 +65,9 @@ class Preprocessor(nn.Module):
         self.n_features = int(n_features)
         self.register_buffer("log_mask", torch.zeros(n_features, dtype=torch.bool))
         self.register_buffer("dequant_mask", torch.zeros(n_features, dtype=torch.bool))
+        self.register_buffer("atom_mask", torch.zeros(n_features, dtype=torch.bool))
+        self.register_buffer("atom_value", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("atom_width", torch.zeros(n_features, dtype=torch.float64))  # signed: band side
         self.register_buffer("log_floor", torch.full((n_features,), 1e-30, dtype=torch.float64))
         self.register_buffer("center", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_features, dtype=torch.float64))
@@ -69,12 +82,14 @@ class Preprocessor(nn.Module):
         dequantize: Sequence[str | int] | bool | None = None,
         standardize: bool = True,
         skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
+        atom_fraction: float = DEFAULT_ATOM_FRACTION,
     ) -> "Preprocessor":
         """Fit on training rows ``X`` (n, d).
 
         ``log_features`` / ``dequantize``: ``None`` = automatic (positive and skewed /
         integer-valued columns), ``False`` = none, ``True`` = every eligible column (positive /
         integer-valued), or a list of column names or indices. Named log columns must be positive on the training data.
+        Atoms (module doc) are dequantised unless ``dequantize=False``.
         """
         X = np.asarray(X, dtype=np.float64)
         n, d = X.shape
@@ -82,9 +97,10 @@ class Preprocessor(nn.Module):
         pre = cls(d)
         integer = _integer_columns(X)
         deq = _select(dequantize, names, integer, integer, "dequantize")
-        V = X + 0.5 * deq
+        atom, value, width = _atoms(X, ~integer, atom_fraction) if dequantize is not False else _no_atoms(d)
+        V = np.where(atom & (X == value), value - 0.5 * width, X + 0.5 * deq)
         positive = V.min(axis=0) > 0
-        skewed = _skewed_positive_columns(V, skew_threshold)
+        skewed = _skewed_positive_columns(V, skew_threshold) & ~atom
         logm = _select(log_features, names, skewed, positive, "log_features")
         if log_features not in (None, True, False):
             bad = [names[j] for j in np.flatnonzero(logm) if V[:, j].min() <= 0]
@@ -93,6 +109,9 @@ class Preprocessor(nn.Module):
                     f"log_features {bad} have values <= 0 in the training data; log needs positive columns"
                 )
         pre.dequant_mask.copy_(torch.as_tensor(deq))
+        pre.atom_mask.copy_(torch.as_tensor(atom))
+        pre.atom_value.copy_(torch.as_tensor(value))
+        pre.atom_width.copy_(torch.as_tensor(width))
         pre.log_mask.copy_(torch.as_tensor(logm))
         floor = np.where(logm, np.maximum(V.min(axis=0), 0.0) * 1e-3, 1e-30)
         pre.log_floor.copy_(torch.as_tensor(np.where(floor > 0, floor, 1e-30)))
@@ -110,12 +129,16 @@ class Preprocessor(nn.Module):
 
     # -- maps ------------------------------------------------------------------------------------
     def _shift(self, x: Tensor) -> Tensor:
-        if not bool(self.dequant_mask.any()):
-            return x
-        mask = self.dequant_mask.to(x.dtype)
-        if self.training:
-            return x + mask * torch.rand_like(x)
-        return x + 0.5 * mask
+        v = x
+        if bool(self.dequant_mask.any()):
+            mask = self.dequant_mask.to(x.dtype)
+            v = x + mask * (torch.rand_like(x) if self.training else 0.5)
+        if bool(self.atom_mask.any()):
+            value, width = self.atom_value.to(x.dtype), self.atom_width.to(x.dtype)
+            at = self.atom_mask & (x == value)
+            eps = torch.rand_like(x) if self.training else torch.full_like(x, 0.5)
+            v = torch.where(at, value - width * eps, v)
+        return v
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(u, log|det J|)`` for data rows ``x`` (n, d); ``u`` has the dtype of ``x``."""
@@ -137,6 +160,10 @@ class Preprocessor(nn.Module):
         dt = u.dtype
         w = u * self.scale.to(dt) + self.center.to(dt)
         v = torch.where(self.log_mask, torch.exp(w), w)
+        if bool(self.atom_mask.any()):  # the band beside an atom maps back to the atom
+            value, width = self.atom_value.to(dt), self.atom_width.to(dt)
+            lo, hi = torch.minimum(value - width, value), torch.maximum(value - width, value)
+            v = torch.where(self.atom_mask & (v >= lo) & (v <= hi), value, v)
         return v - 0.5 * self.dequant_mask.to(dt)
 
     def round_discrete(self, x: Tensor) -> Tensor:
@@ -149,7 +176,37 @@ class Preprocessor(nn.Module):
         return {
             "log": [names[j] for j in self.log_mask.nonzero().flatten().tolist()],
             "dequantize": [names[j] for j in self.dequant_mask.nonzero().flatten().tolist()],
+            "atoms": [names[j] for j in self.atom_mask.nonzero().flatten().tolist()],
         }
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # models saved before atoms existed: no atom buffers = no atoms
+        for name in ("atom_mask", "atom_value", "atom_width"):
+            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone().zero_())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _no_atoms(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros(d, dtype=bool), np.zeros(d), np.zeros(d)
+
+
+def _atoms(X: np.ndarray, eligible: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mask, value, signed width)`` of the columns whose most frequent value holds >= ``fraction``
+    of the rows; the band of width ``0.1 * std`` lies on the side with fewer other values
+    (``width > 0``: below the atom, :math:`v = a - \\delta\\epsilon`)."""
+    n, d = X.shape
+    mask, value, width = _no_atoms(d)
+    for j in np.flatnonzero(eligible):
+        vals, counts = np.unique(X[:, j], return_counts=True)
+        k = int(np.argmax(counts))
+        if counts[k] < fraction * n or counts[k] == n:
+            continue
+        a = float(vals[k])
+        std = float(X[:, j].std())
+        below, above = int(counts[:k].sum()), int(counts[k + 1 :].sum())
+        mask[j], value[j] = True, a
+        width[j] = (0.1 * std) if below <= above else -(0.1 * std)
+    return mask, value, width
 
 
 def _integer_columns(X: np.ndarray) -> np.ndarray:
