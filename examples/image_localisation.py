@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--methods", default="fastflow,conv-autoencoder")
     ap.add_argument("--ae-map", default="pull", choices=["pull", "error"], help="conv-autoencoder map")
     ap.add_argument("--ae-smooth", type=int, default=None, help="conv-autoencoder map smoothing (cells; default: the method's)")
+    ap.add_argument("--ae-pull-cap", type=float, default=None, help="conv-autoencoder pull_cap (p.e.; inf = none; default: the method's)")
+    ap.add_argument("--ae-neighbours", type=float, default=None, help="conv-autoencoder neighbours weight (default: the method's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("out/localisation"))
     args = ap.parse_args()
@@ -81,6 +83,10 @@ def main() -> None:
             params["map"] = args.ae_map
             if args.ae_smooth is not None:
                 params["smooth"] = args.ae_smooth
+            if args.ae_pull_cap is not None:
+                params["pull_cap"] = None if np.isinf(args.ae_pull_cap) else args.ae_pull_cap
+            if args.ae_neighbours is not None:
+                params["neighbours"] = args.ae_neighbours
         t0 = time.perf_counter()
         det = get_detector(method, **params).fit(mapping.to_grid(log1p_charge(train)))
         result[method] = {"fit_seconds": time.perf_counter() - t0}

@@ -23,7 +23,12 @@ part of the training images (all of them without one) in quantile bins of :math:
 towards the bright tail) as a robust scale (1.4826 x median absolute deviation, so the few badly
 reconstructed bright shower cores do not inflate it), interpolated linearly between bin centres.
 Grid cells that are constant over the training images (outside the camera) are left out of the
-estimate. Only excess light counts (artefacts add light). ``map: error`` is the squared log error
+estimate and get map 0. Only excess light counts (artefacts add light). ``pull_cap`` (p.e., default
+3; ``None``: no cap) evaluates the scale at :math:`\min(\hat q, \text{pull\_cap})`: beyond the
+noise-dominated range the learnt scale grows steeply with the spread of bright shower light, and a
+bright artefact that the network partly reconstructs would get a small pull. ``neighbours``
+(default 0.2) then adds that weight times the sum of the pulls of the 8 surrounding grid cells
+(artefacts are extended, noise peaks single pixels; 0 = off). ``map: error`` is the squared log error
 above; ``smooth`` averages the map over a (2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
 The anomaly map :math:`A` goes back to the camera pixels with ``GridMapping.to_pixels``.
 Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann et al. 2019
@@ -110,6 +115,8 @@ class ConvAutoencoderDetector(ImageDetector):
         latent: int = 4,
         coords: bool = False,
         map: str = "pull",
+        pull_cap: float | None = 3.0,
+        neighbours: float = 0.2,
         smooth: int | None = None,
         activation: str = "relu",
         reduce: str = "mean",
@@ -134,6 +141,8 @@ class ConvAutoencoderDetector(ImageDetector):
         self.latent = latent
         self.coords = coords
         self.map = map
+        self.pull_cap = pull_cap
+        self.neighbours = neighbours
         self.smooth = smooth
         self.activation = activation
         self.reduce = reduce
@@ -157,6 +166,10 @@ class ConvAutoencoderDetector(ImageDetector):
         self._check_reduce()
         if self.map not in MAPS:
             raise RareflowError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
+        if self.pull_cap is not None and not float(self.pull_cap) > 0:
+            raise RareflowError(f"pull_cap must be > 0 (p.e.) or null, got {self.pull_cap!r}")
+        if not float(self.neighbours) >= 0:
+            raise RareflowError(f"neighbours must be >= 0, got {self.neighbours!r}")
         if self.on_divergence not in ("raise", "keep"):
             raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
         net, self.history_ = fit_autoencoder_net(
@@ -205,6 +218,7 @@ class ConvAutoencoderDetector(ImageDetector):
         floor = max(1e-6, 1e-3 * float(np.max(scales)))
         self.pull_centres_ = np.asarray(centres, dtype=np.float64)
         self.pull_scales_ = np.maximum(scales, floor).astype(np.float64)
+        self.pull_cells_ = varying.astype(np.float32)
 
     def _smooth_cells(self) -> int:
         return (1 if self.map == "error" else 0) if self.smooth is None else int(self.smooth)
@@ -217,7 +231,17 @@ class ConvAutoencoderDetector(ImageDetector):
             qh = torch.sign(rec) * torch.expm1(rec.abs())
             c = torch.as_tensor(self.pull_centres_, dtype=rec.dtype, device=rec.device)
             s = torch.as_tensor(self.pull_scales_, dtype=rec.dtype, device=rec.device)
-            err = torch.clamp((q - qh) / _interp(rec, c, s), min=0.0)
+            at = rec if self.pull_cap is None else rec.clamp(max=float(np.log1p(float(self.pull_cap))))
+            err = torch.clamp((q - qh) / _interp(at, c, s), min=0.0)
+            cells = getattr(self, "pull_cells_", None)
+            if cells is not None:
+                err = err * torch.as_tensor(cells, dtype=err.dtype, device=err.device)
+            a = float(self.neighbours)
+            if a > 0:  # + a x (sum of the pull over the 8 surrounding cells): artefacts are extended
+                ring = F.conv2d(err[:, None], torch.ones(1, 1, 3, 3, dtype=err.dtype, device=err.device), padding=1)[:, 0] - err
+                err = err + a * ring
+                if cells is not None:
+                    err = err * torch.as_tensor(cells, dtype=err.dtype, device=err.device)
         else:
             err = self.model_.error_map(x)
         k = self._smooth_cells()
@@ -230,6 +254,7 @@ class ConvAutoencoderDetector(ImageDetector):
         if self.map == "pull":
             arrays["pull/centres"] = self.pull_centres_
             arrays["pull/scales"] = self.pull_scales_
+            arrays["pull/cells"] = self.pull_cells_
         return FittedState(json={"config": self.model_.config, "image_shape": list(self.image_shape_)}, arrays=arrays)
 
     def _import(self, state: FittedState) -> None:
@@ -241,6 +266,8 @@ class ConvAutoencoderDetector(ImageDetector):
                 raise RareflowError("the saved conv-autoencoder has no pull scale (saved with map: error?); retrain")
             self.pull_centres_ = np.asarray(state.arrays["pull/centres"], dtype=np.float64)
             self.pull_scales_ = np.asarray(state.arrays["pull/scales"], dtype=np.float64)
+            if "pull/cells" in state.arrays:  # files saved before the camera-cell mask: no mask
+                self.pull_cells_ = np.asarray(state.arrays["pull/cells"], dtype=np.float32)
         self.model_ = model.to(resolve_device(self.device)).eval()
         self.image_shape_ = tuple(int(v) for v in state.json["image_shape"])
 
