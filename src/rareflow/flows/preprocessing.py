@@ -11,10 +11,10 @@ The map :math:`u = T(x)` is applied column by column, in this order:
    **Atoms** of continuous columns (``leakage_*`` is exactly 0 for most images, ``hillas_width``
    for a few; a column whose most frequent value holds at least ``atom_fraction`` of the rows
    and that is not integer-valued) are dequantised the same way into a band of width
-   :math:`\delta` (10% of the column's standard deviation) beside the atom, on the side away from
-   the other values: :math:`v = a - \delta\,\epsilon` (training) or :math:`a - \delta/2`
+   :math:`\\delta` (10% of the column's standard deviation) beside the atom, on the side away from
+   the other values: :math:`v = a - \\delta\\,\\epsilon` (training) or :math:`a - \\delta/2`
    (scoring). A point mass otherwise gives a continuous density an unbounded spike; with the
-   band, :math:`p(v) \approx P(X = a)/\delta`, so a likelihood *ratio* of two class flows
+   band, :math:`p(v) \\approx P(X = a)/\\delta`, so a likelihood *ratio* of two class flows
    sharing the preprocessing tends to the ratio of the atom probabilities there.
 2. **Log** of positive heavy-tailed columns (``hillas_intensity``, sizes):
    :math:`w = \\log \\max(v, v_{floor})`, with :math:`v_{floor}` a small positive floor below the
