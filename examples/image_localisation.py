@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--ae-smooth", type=int, default=None, help="conv-autoencoder map smoothing (cells; default: the method's)")
     ap.add_argument("--ae-pull-cap", type=float, default=None, help="conv-autoencoder pull_cap (p.e.; inf = none; default: the method's)")
     ap.add_argument("--ae-neighbours", type=float, default=None, help="conv-autoencoder neighbours weight (default: the method's)")
+    ap.add_argument("--ae-pull-context", default=None, choices=["rec_max", "rec_sum", "obs_sum"],
+                    help="conv-autoencoder pull_context: 2-D noise scale sigma(u_hat, neighbourhood brightness) (default: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("out/localisation"))
     args = ap.parse_args()
@@ -87,6 +89,8 @@ def main() -> None:
                 params["pull_cap"] = None if np.isinf(args.ae_pull_cap) else args.ae_pull_cap
             if args.ae_neighbours is not None:
                 params["neighbours"] = args.ae_neighbours
+            if args.ae_pull_context is not None:
+                params["pull_context"] = args.ae_pull_context
         t0 = time.perf_counter()
         det = get_detector(method, **params).fit(mapping.to_grid(log1p_charge(train)))
         result[method] = {"fit_seconds": time.perf_counter() - t0}

@@ -16,6 +16,7 @@ FAST = {"epochs": 2, "progress": False}
 
 @pytest.mark.parametrize("name,params", [
     ("conv-autoencoder", {}),
+    ("conv-autoencoder", {"pull_context": "rec_max"}),
     ("fastflow", {"backbone_epochs": 2}),
     ("fastflow", {"backbone": "random", "map": "latent", "reduce": "max", "position": False}),
 ])  # fmt: skip

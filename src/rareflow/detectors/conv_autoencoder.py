@@ -28,7 +28,12 @@ estimate and get map 0. Only excess light counts (artefacts add light). ``pull_c
 noise-dominated range the learnt scale grows steeply with the spread of bright shower light, and a
 bright artefact that the network partly reconstructs would get a small pull. ``neighbours``
 (default 0.2) then adds that weight times the sum of the pulls of the 8 surrounding grid cells
-(artefacts are extended, noise peaks single pixels; 0 = off). ``map: error`` is the squared log error
+(artefacts are extended, noise peaks single pixels; 0 = off). ``pull_context`` (default ``None``;
+experimental, not better on the localisation benchmark, examples/IMAGES.md section 2) makes the scale
+2-D, :math:`\sigma(\hat u, c)`, with :math:`c` the brightness of the 3x3 neighbourhood (``rec_max`` /
+``rec_sum``: max / sum of :math:`\hat q`; ``obs_sum``: observed charge of the 8 neighbours) in quantile
+bins, the same robust scale per (û, c) cell (the 1-D scale where a cell has < 30 values), bilinear
+interpolation; read at (min(û, pull_cap), c). ``map: error`` is the squared log error
 above; ``smooth`` averages the map over a (2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
 The anomaly map :math:`A` goes back to the camera pixels with ``GridMapping.to_pixels``.
 Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann et al. 2019
@@ -57,6 +62,8 @@ from rareflow.seeding import derive_seed
 
 _PREFIX = "model/"
 MAPS = ("pull", "error")
+CONTEXTS = ("rec_max", "rec_sum", "obs_sum")
+_CONTEXT_LEVELS = 8  # quantile bins of the neighbourhood context for pull_context
 _PULL_LEVELS = 40  # quantile bins of the reconstruction for the pull scale
 _PULL_MIN_COUNT = 30
 
@@ -117,6 +124,7 @@ class ConvAutoencoderDetector(ImageDetector):
         map: str = "pull",
         pull_cap: float | None = 3.0,
         neighbours: float = 0.2,
+        pull_context: str | None = None,
         smooth: int | None = None,
         activation: str = "relu",
         reduce: str = "mean",
@@ -143,6 +151,7 @@ class ConvAutoencoderDetector(ImageDetector):
         self.map = map
         self.pull_cap = pull_cap
         self.neighbours = neighbours
+        self.pull_context = pull_context
         self.smooth = smooth
         self.activation = activation
         self.reduce = reduce
@@ -170,6 +179,8 @@ class ConvAutoencoderDetector(ImageDetector):
             raise RareflowError(f"pull_cap must be > 0 (p.e.) or null, got {self.pull_cap!r}")
         if not float(self.neighbours) >= 0:
             raise RareflowError(f"neighbours must be >= 0, got {self.neighbours!r}")
+        if self.pull_context is not None and self.pull_context not in CONTEXTS:
+            raise RareflowError(f"pull_context must be one of {', '.join(CONTEXTS)} or null, got {self.pull_context!r}")
         if self.on_divergence not in ("raise", "keep"):
             raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
         net, self.history_ = fit_autoencoder_net(
@@ -197,8 +208,14 @@ class ConvAutoencoderDetector(ImageDetector):
         varying = X.std(axis=0) > 0
         if not varying.any():
             raise RareflowError("conv-autoencoder map: pull needs training images that vary")
+        rec_full = self._reconstruct(Xv)
+        ctx = None
+        if self.pull_context is not None:
+            with torch.inference_mode():
+                ctx = _context(torch.from_numpy(np.ascontiguousarray(Xv)), torch.from_numpy(rec_full),
+                               torch.from_numpy(varying.astype(np.float32)), self.pull_context).numpy()[:, varying].ravel().astype(np.float64)  # fmt: skip
         Xv = Xv[:, varying]
-        rec = self._reconstruct(X[va] if len(va) >= 10 else X)[:, varying]
+        rec = rec_full[:, varying]
         xh = rec.ravel().astype(np.float64)
         res = (expm1_charge(Xv) - expm1_charge(rec)).ravel()
         levels = np.r_[0.0, 1.0 - np.geomspace(1.0, 1e-4, _PULL_LEVELS)[1:], 1.0]
@@ -219,6 +236,37 @@ class ConvAutoencoderDetector(ImageDetector):
         self.pull_centres_ = np.asarray(centres, dtype=np.float64)
         self.pull_scales_ = np.maximum(scales, floor).astype(np.float64)
         self.pull_cells_ = varying.astype(np.float32)
+        if ctx is not None:
+            self._fit_context_scale(xh, ctx, res, edges, idx, floor)
+
+    def _fit_context_scale(self, xh: np.ndarray, ctx: np.ndarray, res: np.ndarray, edges: np.ndarray, idx: np.ndarray,
+                           floor: float) -> None:  # fmt: skip
+        """2-D robust scale sigma(u_hat, context): the u_hat bins of the 1-D scale x quantile bins of the context."""
+        clevels = np.r_[0.0, 1.0 - np.geomspace(0.5, 1e-3, _CONTEXT_LEVELS - 1), 1.0]
+        cedges = np.unique(np.quantile(ctx, clevels))
+        cidx = np.clip(np.searchsorted(cedges, ctx, side="right") - 1, 0, max(len(cedges) - 2, 0))
+        nq = max(len(edges) - 1, 1)
+        qcent = np.array([xh[idx == b].mean() if (idx == b).any() else np.nan for b in range(nq)])
+        ok = ~np.isnan(qcent)
+        qcent = qcent[ok]
+        qbins = np.flatnonzero(ok)
+        base = np.interp(qcent, self.pull_centres_, self.pull_scales_)
+        ccent, rows = [], []
+        for k in range(max(len(cedges) - 1, 1)):
+            selk = cidx == k
+            if selk.sum() < _PULL_MIN_COUNT:
+                continue
+            ccent.append(float(np.mean(ctx[selk])))
+            row = base.copy()
+            for j, b in enumerate(qbins):
+                sel = selk & (idx == b)
+                if sel.sum() >= _PULL_MIN_COUNT:
+                    r = res[sel]
+                    row[j] = 1.4826 * np.median(np.abs(r - np.median(r)))
+            rows.append(row)
+        self.pull_qcentres_ = qcent.astype(np.float64)
+        self.pull_ccentres_ = np.asarray(ccent, dtype=np.float64)
+        self.pull_scales2d_ = np.maximum(np.asarray(rows), floor).astype(np.float64)
 
     def _smooth_cells(self) -> int:
         return (1 if self.map == "error" else 0) if self.smooth is None else int(self.smooth)
@@ -232,8 +280,15 @@ class ConvAutoencoderDetector(ImageDetector):
             c = torch.as_tensor(self.pull_centres_, dtype=rec.dtype, device=rec.device)
             s = torch.as_tensor(self.pull_scales_, dtype=rec.dtype, device=rec.device)
             at = rec if self.pull_cap is None else rec.clamp(max=float(np.log1p(float(self.pull_cap))))
-            err = torch.clamp((q - qh) / _interp(at, c, s), min=0.0)
             cells = getattr(self, "pull_cells_", None)
+            if self.pull_context is None:
+                sigma = _interp(at, c, s)
+            else:
+                cm = torch.ones_like(u[0]) if cells is None else torch.as_tensor(cells, dtype=u.dtype, device=u.device)
+                ctx = _context(u, rec, cm, self.pull_context)
+                sigma = _interp2(at, ctx, *(torch.as_tensor(a, dtype=rec.dtype, device=rec.device)
+                                            for a in (self.pull_qcentres_, self.pull_ccentres_, self.pull_scales2d_)))  # fmt: skip
+            err = torch.clamp((q - qh) / sigma, min=0.0)
             if cells is not None:
                 err = err * torch.as_tensor(cells, dtype=err.dtype, device=err.device)
             a = float(self.neighbours)
@@ -255,6 +310,10 @@ class ConvAutoencoderDetector(ImageDetector):
             arrays["pull/centres"] = self.pull_centres_
             arrays["pull/scales"] = self.pull_scales_
             arrays["pull/cells"] = self.pull_cells_
+            if self.pull_context is not None:
+                arrays["pull/context_qcentres"] = self.pull_qcentres_
+                arrays["pull/context_ccentres"] = self.pull_ccentres_
+                arrays["pull/context_scales"] = self.pull_scales2d_
         return FittedState(json={"config": self.model_.config, "image_shape": list(self.image_shape_)}, arrays=arrays)
 
     def _import(self, state: FittedState) -> None:
@@ -268,6 +327,12 @@ class ConvAutoencoderDetector(ImageDetector):
             self.pull_scales_ = np.asarray(state.arrays["pull/scales"], dtype=np.float64)
             if "pull/cells" in state.arrays:  # files saved before the camera-cell mask: no mask
                 self.pull_cells_ = np.asarray(state.arrays["pull/cells"], dtype=np.float32)
+            if self.pull_context is not None:
+                if "pull/context_scales" not in state.arrays:
+                    raise RareflowError("the saved conv-autoencoder has no context pull scale (saved without pull_context?); retrain")
+                self.pull_qcentres_ = np.asarray(state.arrays["pull/context_qcentres"], dtype=np.float64)
+                self.pull_ccentres_ = np.asarray(state.arrays["pull/context_ccentres"], dtype=np.float64)
+                self.pull_scales2d_ = np.asarray(state.arrays["pull/context_scales"], dtype=np.float64)
         self.model_ = model.to(resolve_device(self.device)).eval()
         self.image_shape_ = tuple(int(v) for v in state.json["image_shape"])
 
@@ -280,4 +345,30 @@ def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     i = torch.searchsorted(xp, xc.contiguous(), right=True).clamp(1, xp.numel() - 1)
     x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
     t = (xc - x0) / (x1 - x0).clamp_min(1e-12)
+    return f0 + t * (f1 - f0)
+
+
+def _context(u: Tensor, rec: Tensor, cells: Tensor, how: str) -> Tensor:
+    """Neighbourhood brightness (p.e.) per cell of log1p images ``u`` / reconstructions ``rec`` (n, H, W):
+    ``rec_max`` max of q_hat over the 3x3 cells, ``rec_sum`` sum of q_hat over them, ``obs_sum`` sum of
+    the observed q over the 8 surrounding cells (the cell itself left out); camera cells only."""
+    src = u if how == "obs_sum" else rec
+    q = (torch.sign(src) * torch.expm1(src.abs())).clamp_min(0.0) * cells
+    if how == "rec_max":
+        return F.max_pool2d(q[:, None], 3, stride=1, padding=1)[:, 0]
+    ring = F.conv2d(q[:, None], torch.ones(1, 1, 3, 3, dtype=q.dtype, device=q.device), padding=1)[:, 0]
+    return ring - q if how == "obs_sum" else ring
+
+
+def _interp2(x: Tensor, y: Tensor, xp: Tensor, yp: Tensor, fp: Tensor) -> Tensor:
+    """Bilinear interpolation of ``fp`` (len(yp), len(xp)) at (x, y); constant beyond the ends."""
+    rows = torch.stack([_interp(x, xp, fp[k]) for k in range(fp.shape[0])], dim=-1)  # (..., K)
+    if yp.numel() == 1:
+        return rows[..., 0]
+    yc = y.clamp(yp[0], yp[-1])
+    i = torch.searchsorted(yp, yc.contiguous(), right=True).clamp(1, yp.numel() - 1)
+    y0, y1 = yp[i - 1], yp[i]
+    t = (yc - y0) / (y1 - y0).clamp_min(1e-12)
+    f0 = torch.gather(rows, -1, (i - 1)[..., None])[..., 0]
+    f1 = torch.gather(rows, -1, i[..., None])[..., 0]
     return f0 + t * (f1 - f0)
