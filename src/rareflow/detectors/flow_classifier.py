@@ -74,7 +74,8 @@ class ClassFlows(nn.Module):
 
     def _member_log_prob(self, k: int, x: Tensor, cls: int) -> Tensor:
         if self.conditional:
-            ctx = one_hot(np.full(len(x), cls), 2).to(device=x.device, dtype=x.dtype)
+            ctx = x.new_zeros(len(x), 2)
+            ctx[:, cls] = 1.0
             return self.models[k].log_prob(x, ctx)
         return self.models[2 * k + cls].log_prob(x)
 
