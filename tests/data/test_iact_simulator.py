@@ -167,3 +167,23 @@ def test_image_file_errors(tmp_path, small_sim) -> None:  # type: ignore[no-unty
         load_images(pickled)
     with pytest.raises(RareflowError):
         save_images(tmp_path / "x.npz", small_sim.images[:5], small_sim.camera, np.arange(3))
+
+
+def test_streamed_parametrisation_equals_whole_batch() -> None:
+    """simulate_events parametrises chunk by chunk (bounded memory): same table as one batch."""
+    from rareflow.data.hillas import extract_parameters
+    from rareflow.data.simulate import SimulationConfig, iter_image_chunks, simulate_events
+
+    n = 8192 + 500  # two chunks
+    with_images = simulate_events(n, 0.4, seed=11, return_images=True)
+    without = simulate_events(n, 0.4, seed=11)
+    pd.testing.assert_frame_equal(with_images.table, without.table)
+    cfg = SimulationConfig()
+    whole = extract_parameters(
+        with_images.images, with_images.camera, picture_thresh=cfg.picture_thresh,
+        boundary_thresh=cfg.boundary_thresh, min_number_picture_neighbors=cfg.min_number_picture_neighbors,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(whole.reset_index(drop=True), without.table[list(whole.columns)])
+    cam, chunks = iter_image_chunks(n, 0.4, seed=11)
+    firsts = [(a, len(img), int(t["event_id"].iloc[0])) for a, img, t in chunks]
+    assert firsts == [(0, 8192, 0), (8192, 500, 8192)]

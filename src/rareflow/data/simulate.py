@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,6 +120,7 @@ __all__ = [
     "save_images",
     "simulate_events",
     "simulate_images",
+    "iter_image_chunks",
 ]
 
 #: sim_telarray / ctapipe ``shower_primary_id`` codes (CORSIKA-like): gamma 0, electron 1, muon 2,
@@ -493,6 +495,35 @@ def simulate_images(
     config: SimulationConfig | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, CameraGeometry]:
     """Images (n_events, n_pixels) float32 [p.e.] and the truth table, without cleaning/parameters."""
+    cam, chunks = iter_image_chunks(
+        n_events, rare_fraction, seed, muon_fraction=muon_fraction, camera=camera, source=source,
+        dead_pixel_fraction=dead_pixel_fraction, nsb_rate=nsb_rate, config=config,
+    )  # fmt: skip
+    images = np.empty((n_events, cam.n_pixels), dtype=np.float32)
+    truths = []
+    for a, chunk, truth in chunks:
+        images[a : a + len(chunk)] = chunk
+        truths.append(truth)
+    return images, pd.concat(truths, ignore_index=True), cam
+
+
+def iter_image_chunks(
+    n_events: int,
+    rare_fraction: float = 0.5,
+    seed: int = 0,
+    *,
+    muon_fraction: float = 0.02,
+    camera: CameraGeometry | None = None,
+    source: str = "point",
+    dead_pixel_fraction: float = 0.0,
+    nsb_rate: float = 0.12,
+    config: SimulationConfig | None = None,
+) -> tuple[CameraGeometry, Iterator[tuple[int, np.ndarray, pd.DataFrame]]]:
+    """The camera and a generator of ``(first event index, images, truth with event_id)`` per chunk.
+
+    Each chunk has its own child generator spawned from the seed, so streaming the chunks gives
+    the same events as :func:`simulate_images`, with memory bounded by one chunk of images.
+    """
     cfg = config or SimulationConfig()
     cam = camera or CameraGeometry.hexagonal()
     if source not in ("point", "diffuse"):
@@ -506,17 +537,16 @@ def simulate_images(
     labels = np.array(["gamma"] * n_gamma + ["proton"] * n_proton + ["muon"] * n_muon, dtype=object)
     labels = labels[master.permutation(n_events)] if n_events else labels
     dead = master.random(cam.n_pixels) < dead_pixel_fraction
-    n_chunks = max(1, -(-n_events // _CHUNK))
-    children = master.spawn(n_chunks)
-    images = np.empty((n_events, cam.n_pixels), dtype=np.float32)
-    truths = []
-    for k, child in enumerate(children):
-        a, b = k * _CHUNK, min((k + 1) * _CHUNK, n_events)
-        images[a:b], truth = _simulate_chunk(child, labels[a:b], cam, cfg, source, nsb_rate, dead)
-        truths.append(truth)
-    table = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame()
-    table.insert(0, "event_id", np.arange(n_events, dtype=np.int64))
-    return images, table, cam
+    children = master.spawn(max(1, -(-n_events // _CHUNK)))
+
+    def chunks() -> Iterator[tuple[int, np.ndarray, pd.DataFrame]]:
+        for k, child in enumerate(children):
+            a, b = k * _CHUNK, min((k + 1) * _CHUNK, n_events)  # n_events = 0: one empty chunk
+            images, truth = _simulate_chunk(child, labels[a:b], cam, cfg, source, nsb_rate, dead)
+            truth.insert(0, "event_id", np.arange(a, b, dtype=np.int64))
+            yield a, images.astype(np.float32, copy=False), truth
+
+    return cam, chunks()
 
 
 def _simulate_chunk(
@@ -577,18 +607,24 @@ def simulate_events(
     centre), ``true_x_max`` [g cm^-2], ``true_n_pe`` (Cherenkov p.e. landing in the camera).
     """
     cfg = config or SimulationConfig()
-    images, truth, cam = simulate_images(
+    cam, chunks = iter_image_chunks(
         n_events, rare_fraction, seed, muon_fraction=muon_fraction, camera=camera, source=source,
         dead_pixel_fraction=dead_pixel_fraction, nsb_rate=nsb_rate, config=cfg,
     )  # fmt: skip
-    params = extract_parameters(
-        images, cam, picture_thresh=cfg.picture_thresh, boundary_thresh=cfg.boundary_thresh,
-        min_number_picture_neighbors=cfg.min_number_picture_neighbors,
-    )  # fmt: skip
-    table = pd.concat([params, truth.reset_index(drop=True)], axis=1)
+    images = np.empty((n_events, cam.n_pixels), dtype=np.float32) if return_images else None
+    parts = []
+    for a, chunk, truth in chunks:  # images are parametrised chunk by chunk: memory ~ one chunk
+        if images is not None:
+            images[a : a + len(chunk)] = chunk
+        params = extract_parameters(
+            chunk, cam, picture_thresh=cfg.picture_thresh, boundary_thresh=cfg.boundary_thresh,
+            min_number_picture_neighbors=cfg.min_number_picture_neighbors,
+        )  # fmt: skip
+        parts.append(pd.concat([params.reset_index(drop=True), truth.reset_index(drop=True)], axis=1))
+    table = pd.concat(parts, ignore_index=True)
     first = ["event_id", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
-    return SimulationResult(table, images if return_images else None, cam, cfg)
+    return SimulationResult(table, images, cam, cfg)
 
 
 # ----------------------------------------------------------------------------- image files
