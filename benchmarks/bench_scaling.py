@@ -78,7 +78,7 @@ def main() -> None:
             lines.append(f"| {label} | {n:,} | {wall:.1f} s | {n / wall:,.0f} | {rss:,.0f} MiB |")
     table = "\n".join(lines)
     summary = []
-    for name, what in (("score", "`rareflow score` streams 262,144-row chunks"), ("simulate", "`rareflow simulate` keeps its table in memory")):
+    for name, what in (("score", "`rareflow score` streams 262,144-row chunks"), ("simulate", "`rareflow simulate` parametrises 8,192-event chunks and keeps only the parameter table")):
         pts = results[name]
         if len(pts) >= 2:
             (n0, _, m0), (n1, w1, m1) = pts[0], pts[-1]
