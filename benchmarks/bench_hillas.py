@@ -36,19 +36,11 @@ from rareflow.atomic import write_text_atomic
 from rareflow.data.camera import CameraGeometry
 from rareflow.data.hillas import extract_parameters
 from rareflow.data.simulate import SimulationConfig, simulate_events, simulate_images
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SECTION = "## Hillas extraction (issue 3)"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ctapipe_loop(images: np.ndarray, cam: CameraGeometry, cfg: SimulationConfig) -> tuple[float, np.ndarray]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 COLUMNS = [f"f{i}" for i in range(10)]
 
@@ -39,15 +40,6 @@ def write_table(path: Path, rows: int, chunk: int = 262_144, seed: int = 0) -> N
             arrays = [pa.array(x[:, j]) for j in range(len(COLUMNS))] + [pa.array(labels)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=chunk)
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
