@@ -57,9 +57,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=200)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default: conv-autoencoder its own default; fastflow 10 + 10 backbone epochs)")
     ap.add_argument("--methods", default="fastflow,conv-autoencoder")
     ap.add_argument("--ae-map", default="pull", choices=["pull", "error"], help="conv-autoencoder map")
+    ap.add_argument("--ae-scale", default=None, choices=["poisson", "learned"], help="conv-autoencoder pull scale (default: the method's)")
+    ap.add_argument("--ae-bottleneck", default=None, choices=["dense", "conv"], help="conv-autoencoder bottleneck (default: the method's)")
+    ap.add_argument("--ae-loss", default=None, choices=["poisson", "log"], help="conv-autoencoder training loss (default: the method's)")
+    ap.add_argument("--ae-denoise", type=float, default=None, help="conv-autoencoder share of training images with synthetic blobs")
+    ap.add_argument("--ae-channels", default=None, help="conv-autoencoder channels, comma-separated (default: the method's)")
     ap.add_argument("--ae-smooth", type=int, default=None, help="conv-autoencoder map smoothing (cells; default: the method's)")
     ap.add_argument("--ae-pull-cap", type=float, default=None, help="conv-autoencoder pull_cap (p.e.; inf = none; default: the method's)")
     ap.add_argument("--ae-neighbours", type=float, default=None, help="conv-autoencoder neighbours weight (default: the method's)")
@@ -78,11 +84,18 @@ def main() -> None:
     fig = Figure(figsize=(2.0 * 8, 2.1 * 2 * len(args.methods.split(","))))
     row = 0
     for method in args.methods.split(","):
-        params = {"epochs": args.epochs, "progress": False, "random_state": args.seed}
+        params = {"progress": False, "random_state": args.seed}
+        if args.epochs is not None or method == "fastflow":
+            params["epochs"] = 10 if args.epochs is None else args.epochs
         if method == "fastflow":
-            params["backbone_epochs"] = args.epochs
+            params["backbone_epochs"] = params["epochs"]
         if method == "conv-autoencoder":
             params["map"] = args.ae_map
+            for name in ("scale", "bottleneck", "loss", "denoise"):
+                if getattr(args, f"ae_{name}") is not None:
+                    params[name] = getattr(args, f"ae_{name}")
+            if args.ae_channels is not None:
+                params["channels"] = [int(c) for c in args.ae_channels.split(",")]
             if args.ae_smooth is not None:
                 params["smooth"] = args.ae_smooth
             if args.ae_pull_cap is not None:

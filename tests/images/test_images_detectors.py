@@ -16,7 +16,8 @@ FAST = {"epochs": 2, "progress": False}
 
 @pytest.mark.parametrize("name,params", [
     ("conv-autoencoder", {}),
-    ("conv-autoencoder", {"pull_context": "rec_max"}),
+    ("conv-autoencoder", {"scale": "learned", "pull_context": "rec_max"}),
+    ("conv-autoencoder", {"bottleneck": "conv", "loss": "log", "denoise": 0.0, "scale": "learned", "channels": (8, 16, 32)}),
     ("fastflow", {"backbone_epochs": 2}),
     ("fastflow", {"backbone": "random", "map": "latent", "reduce": "max", "position": False}),
 ])  # fmt: skip

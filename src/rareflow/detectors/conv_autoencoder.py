@@ -1,40 +1,46 @@
-r"""``conv-autoencoder``: one-class convolutional autoencoder on camera images; map = pixel error.
+r"""``conv-autoencoder``: one-class convolutional autoencoder on camera images; map = pixel pull.
 
 The image version of the seed slides' "min MSE" recipe: train :math:`g \circ e` (a small CNN
-encoder with stride-2 stages, a 1x1 bottleneck of ``latent`` channels and a mirror decoder,
+encoder with stride-2 stages, a bottleneck and a mirror decoder,
 :class:`rareflow.flows.conv.ConvAutoencoderNet`) to reconstruct grid images :math:`u` of the
-training class (``fit_on``) by minimising the mean pixel MSE, then
+training class (``fit_on``), :math:`u` the log1p-normalised charges on the axial grid
+(:mod:`rareflow.data.images`), and read the anomaly map off the residual.
 
-.. math:: A(u)_{h,w} = \big(u_{h,w} - g(e(u))_{h,w}\big)^2, \qquad
-          \mathrm{score}(u) = \operatorname{mean}_{h,w} A(u)_{h,w} \ \text{or}\ \max_{h,w} A(u)_{h,w},
+Defaults (chosen for localising added light, examples/IMAGES.md section 2):
 
-with :math:`u` the log1p-normalised charges on the axial grid (:mod:`rareflow.data.images`).
+* ``bottleneck: dense`` — one global code of ``latent`` (16) units per image between two
+  ``hidden`` (256) layers, instead of a 1x1 convolution to ``latent`` (4) channels per position
+  (``conv``);
+* ``denoise: 0.5`` — DRAEM's reconstructive objective (Zavrtanik et al. 2021, arXiv:2108.07610):
+  half of each training batch gets smooth random blobs of extra light
+  (:func:`rareflow.outliers.blobs.add_light_blobs`) and the target stays the clean image, so light
+  that does not belong to a training-class image is *not* reconstructed and does not pull the code
+  away from the image under it; ``0`` trains a plain autoencoder;
+* ``loss: poisson`` — the per-cell charge pull against counting noise,
+  :math:`z = (q - \hat q)/\sqrt{2^2 + \max(\hat q, 0)}` with
+  :math:`q = \operatorname{sign}(u)(e^{|u|}-1)` (p.e.), through a Huber function (quadratic up to
+  :math:`|z| = 3`); ``log`` is the plain MSE :math:`(u - \hat u)^2`, under which a 100 p.e. core
+  reconstructed at 30 p.e. costs about as much as one noise pixel;
+* ``map: pull`` with ``scale: poisson`` —
 
-``map: pull`` (default) replaces the squared log error by a one-sided **pull in charge space**:
+.. math:: A(u)_{h,w} = \max\!\Big(0,\ \frac{q_{h,w} - \hat q_{h,w}}{\sqrt{s_0^2 + \max(\hat q_{h,w}, 0)}}\Big)
+          + \text{neighbours} \sum_{8\ \text{cells around}} (\ldots),
 
-.. math:: A(u)_{h,w} = \max\!\Big(0,\ \frac{q_{h,w} - \hat q_{h,w}}{\sigma(\hat u_{h,w})}\Big), \qquad
-          q = \operatorname{sign}(u)(e^{|u|}-1),\ \hat q = \operatorname{sign}(\hat u)(e^{|\hat u|}-1),
+  one-sided (artefacts add light), :math:`s_0` the robust spread (1.4826 x MAD) of the charge
+  residual on held-out training cells the network reconstructs dark (:math:`\hat q < 1` p.e.,
+  the night-sky noise), the Poisson term for the shower light; grid cells that are constant
+  over the training images (outside the camera) get 0; ``neighbours`` (default 0.2) adds that
+  weight times the pulls of the 8 surrounding cells (artefacts are extended, noise peaks single
+  cells). The score is the ``mean`` or ``max`` of the map (``reduce``).
 
-with :math:`\hat u = g(e(u))`. In charge units the night-sky-background noise is additive (the
-log1p transform compresses a 12 p.e. muon-arc pixel to the level of a 5 p.e. noise fluctuation);
-:math:`\sigma(\hat u)` is the spread of the charge residual :math:`q - \hat q` of **training**
-images as a function of the reconstruction, estimated after fitting on the held-out validation
-part of the training images (all of them without one) in quantile bins of :math:`\hat u` (finer
-towards the bright tail) as a robust scale (1.4826 x median absolute deviation, so the few badly
-reconstructed bright shower cores do not inflate it), interpolated linearly between bin centres.
-Grid cells that are constant over the training images (outside the camera) are left out of the
-estimate and get map 0. Only excess light counts (artefacts add light). ``pull_cap`` (p.e., default
-3; ``None``: no cap) evaluates the scale at :math:`\min(\hat q, \text{pull\_cap})`: beyond the
-noise-dominated range the learnt scale grows steeply with the spread of bright shower light, and a
-bright artefact that the network partly reconstructs would get a small pull. ``neighbours``
-(default 0.2) then adds that weight times the sum of the pulls of the 8 surrounding grid cells
-(artefacts are extended, noise peaks single pixels; 0 = off). ``pull_context`` (default ``None``;
-experimental, not better on the localisation benchmark, examples/IMAGES.md section 2) makes the scale
-2-D, :math:`\sigma(\hat u, c)`, with :math:`c` the brightness of the 3x3 neighbourhood (``rec_max`` /
-``rec_sum``: max / sum of :math:`\hat q`; ``obs_sum``: observed charge of the 8 neighbours) in quantile
-bins, the same robust scale per (û, c) cell (the 1-D scale where a cell has < 30 values), bilinear
-interpolation; read at (min(û, pull_cap), c). ``map: error`` is the squared log error
-above; ``smooth`` averages the map over a (2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
+``scale: learned`` is the earlier scale: :math:`\sigma(\hat u)`, the robust spread of the
+residual :math:`q - \hat q` of held-out training images in quantile bins of :math:`\hat u`,
+interpolated linearly and read at :math:`\min(\hat q, \text{pull\_cap})` (``pull_cap`` p.e.,
+default 3; ``None``: no cap); ``pull_context`` (experimental) makes it 2-D,
+:math:`\sigma(\hat u, c)`, with :math:`c` the brightness of the 3x3 neighbourhood (``rec_max`` /
+``rec_sum``: max / sum of :math:`\hat q`; ``obs_sum``: observed charge of the 8 neighbours).
+``map: error`` is the squared log error :math:`(u - \hat u)^2`; ``smooth`` averages the map over a
+(2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
 The anomaly map :math:`A` goes back to the camera pixels with ``GridMapping.to_pixels``.
 Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann et al. 2019
 (MVTec AD, pixel-wise reconstruction error). Training goes through :func:`rareflow.flows.train.train`.
@@ -43,13 +49,13 @@ Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from rareflow.data.images import expm1_charge
 from rareflow.detectors import register
@@ -57,20 +63,59 @@ from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.errors import RareflowError
 from rareflow.flows.conv import ConvAutoencoderNet
+from rareflow.outliers.blobs import add_light_blobs
 from rareflow.flows.train import Batch, TrainingDiverged, resolve_device, split_indices, to_tensor, train, weighted_mean
 from rareflow.seeding import derive_seed
 
 _PREFIX = "model/"
 MAPS = ("pull", "error")
+SCALES = ("poisson", "learned")
+LOSSES = ("poisson", "log")
+BOTTLENECK_LATENT = {"dense": 16, "conv": 4}  # default latent size per bottleneck (units / channels)
+_LOSS_NOISE_PE = 2.0  # noise floor (p.e.) of the poisson loss's variance
+_LOSS_HUBER = 3.0  # pulls beyond this count linearly in the poisson loss (showers of 10^5 p.e. do not dominate)
+_U_MAX = 12.0
 CONTEXTS = ("rec_max", "rec_sum", "obs_sum")
 _CONTEXT_LEVELS = 8  # quantile bins of the neighbourhood context for pull_context
 _PULL_LEVELS = 40  # quantile bins of the reconstruction for the pull scale
 _PULL_MIN_COUNT = 30
 
 
-def _ae_loss(model: ConvAutoencoderNet, batch: Batch) -> Tensor:
-    """Weighted mean over images of the mean pixel squared error."""
-    return weighted_mean(model.error_map(batch.x).flatten(1).mean(1), batch.weight)
+def _charge(u: Tensor) -> Tensor:
+    r"""Charge :math:`\operatorname{sign}(u)(e^{|u|}-1)` of log1p images (|u| clamped at 12 against overflow)."""
+    return torch.sign(u) * torch.expm1(u.abs().clamp(max=_U_MAX))
+
+
+def reconstruction_loss(loss: str = "log", denoise: float = 0.0, cells: Tensor | None = None) -> Callable[[nn.Module, Batch], Tensor]:
+    r"""Weighted mean over images of the mean per-cell reconstruction error.
+
+    ``loss="log"``: :math:`(u - \hat u)^2` on the log1p images. ``loss="poisson"``: the squared
+    charge residual over a counting-noise variance, :math:`(q - \hat q)^2 / (2^2 + \max(\hat q, 0))`
+    (p.e.; the variance is not differentiated): in log units a 100 p.e. shower core reconstructed at
+    30 p.e. costs about as much as one noise pixel, so a log loss never learns bright cores.
+    ``denoise > 0``: in training mode a share ``denoise`` of the batch gets synthetic blobs of light
+    (:func:`rareflow.outliers.blobs.add_light_blobs`, on the ``cells``) and the target stays the clean
+    image (DRAEM's reconstructive objective); a batch whose ``context`` holds images is a fixed,
+    already corrupted validation set with ``context`` its clean targets.
+    """
+    if loss not in LOSSES:
+        raise RareflowError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+
+    def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
+        target = batch.x if batch.context is None else batch.context
+        inputs = batch.x
+        if batch.context is None and denoise > 0 and model.training and cells is not None:
+            inputs = add_light_blobs(batch.x, cells, denoise)  # torch's global RNG, seeded by train()
+        rec = model(inputs)
+        if loss == "log":
+            err = (target - rec) ** 2
+        else:
+            qh = _charge(rec)
+            z = (_charge(target) - qh) / torch.sqrt(_LOSS_NOISE_PE**2 + qh.detach().clamp_min(0.0))
+            err = 2.0 * F.huber_loss(z, torch.zeros_like(z), reduction="none", delta=_LOSS_HUBER)
+        return weighted_mean(err.flatten(1).mean(1), batch.weight)
+
+    return loss_fn
 
 
 def image_batch(X: np.ndarray, idx: np.ndarray, w: np.ndarray | None = None, label: np.ndarray | None = None) -> Batch:
@@ -82,19 +127,32 @@ def image_batch(X: np.ndarray, idx: np.ndarray, w: np.ndarray | None = None, lab
     )
 
 
+def _corrupted_validation(batch: Batch, cells: Tensor, denoise: float, seed: int) -> Batch:
+    """The validation images with synthetic blobs, drawn once (fixed seed), clean images as ``context``."""
+    gen = torch.Generator().manual_seed(seed)
+    noisy = torch.cat([add_light_blobs(batch.x[i : i + 64], cells, denoise, gen) for i in range(0, len(batch), 64)])
+    return Batch(x=noisy, context=batch.x, weight=batch.weight)
+
+
 def fit_autoencoder_net(det: Any, X: np.ndarray, w: np.ndarray | None, channels: Sequence[int], latent: int,
-                        epochs: int, description: str, coords: bool = False) -> tuple[ConvAutoencoderNet, dict[str, Any]]:  # fmt: skip
+                        epochs: int, description: str, coords: bool = False, bottleneck: str = "conv",
+                        loss: str = "log", denoise: float = 0.0, hidden: int = 256) -> tuple[ConvAutoencoderNet, dict[str, Any]]:  # fmt: skip
     """Build (seeded) and train a :class:`ConvAutoencoderNet` on grid images with ``det``'s training
     settings; returns the net (best weights) and the history. Shared with ``fastflow``'s backbone."""
     seed = det.random_state
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0 if seed is None else derive_seed(seed, "conv-ae-init"))
-        net = ConvAutoencoderNet(tuple(channels), int(latent), det.activation, coords=coords)
+        net = ConvAutoencoderNet(tuple(channels), int(latent), det.activation, coords=coords, bottleneck=bottleneck,
+                                 grid=X.shape[1:], hidden=int(hidden))  # fmt: skip
     tr, va = split_indices(len(X), float(det.validation_fraction), None if seed is None else derive_seed(seed, "split"))
     w32 = None if w is None else w.astype(np.float32)
+    cells = torch.from_numpy((X.std(axis=0) > 0).astype(np.float32))
+    valid = image_batch(X, va, w32) if len(va) else None
+    if valid is not None and denoise > 0:
+        valid = _corrupted_validation(valid, cells, float(denoise), 0 if seed is None else derive_seed(seed, "denoise-valid"))
     try:
         history = train(
-            net, _ae_loss, image_batch(X, tr, w32), image_batch(X, va, w32) if len(va) else None,
+            net, reconstruction_loss(loss, float(denoise), cells), image_batch(X, tr, w32), valid,
             epochs=int(epochs), batch_size=int(det.batch_size), lr=float(det.lr), weight_decay=float(det.weight_decay),
             schedule=det.schedule, clip_grad=det.clip_grad, patience=int(det.patience),
             seed=None if seed is None else derive_seed(seed, "train"), n_threads=det.n_threads, device=det.device,
@@ -118,23 +176,28 @@ class ConvAutoencoderDetector(ImageDetector):
     def __init__(
         self,
         fit_on: str = "bulk",
-        channels: Sequence[int] = (8, 16, 32),
-        latent: int = 4,
+        channels: Sequence[int] = (16, 32, 64),
+        bottleneck: str = "dense",
+        latent: int | None = None,
+        hidden: int = 256,
         coords: bool = False,
+        loss: str = "poisson",
+        denoise: float = 0.5,
         map: str = "pull",
+        scale: str = "poisson",
         pull_cap: float | None = 3.0,
         neighbours: float = 0.2,
         pull_context: str | None = None,
         smooth: int | None = None,
         activation: str = "relu",
         reduce: str = "mean",
-        epochs: int = 20,
+        epochs: int = 40,
         batch_size: int = 64,
         lr: float = 2e-3,
         weight_decay: float = 1e-5,
         schedule: str = "cosine",
         clip_grad: float | None = 5.0,
-        patience: int = 5,
+        patience: int = 20,
         validation_fraction: float = 0.2,
         threshold: dict[str, Any] | None = None,
         random_state: int | None = 0,
@@ -146,9 +209,14 @@ class ConvAutoencoderDetector(ImageDetector):
     ) -> None:
         self.fit_on = fit_on
         self.channels = channels
+        self.bottleneck = bottleneck
         self.latent = latent
+        self.hidden = hidden
         self.coords = coords
+        self.loss = loss
+        self.denoise = denoise
         self.map = map
+        self.scale = scale
         self.pull_cap = pull_cap
         self.neighbours = neighbours
         self.pull_context = pull_context
@@ -175,6 +243,16 @@ class ConvAutoencoderDetector(ImageDetector):
         self._check_reduce()
         if self.map not in MAPS:
             raise RareflowError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
+        if self.scale not in SCALES:
+            raise RareflowError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.bottleneck not in BOTTLENECK_LATENT:
+            raise RareflowError(f"bottleneck must be one of {', '.join(BOTTLENECK_LATENT)}, got {self.bottleneck!r}")
+        if self.loss not in LOSSES:
+            raise RareflowError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0.0 <= float(self.denoise) <= 1.0:
+            raise RareflowError(f"denoise must be a share of the training images in [0, 1], got {self.denoise!r}")
+        if self.pull_context is not None and self.scale != "learned":
+            raise RareflowError("pull_context needs scale: learned (the poisson scale has no context)")
         if self.pull_cap is not None and not float(self.pull_cap) > 0:
             raise RareflowError(f"pull_cap must be > 0 (p.e.) or null, got {self.pull_cap!r}")
         if not float(self.neighbours) >= 0:
@@ -183,9 +261,11 @@ class ConvAutoencoderDetector(ImageDetector):
             raise RareflowError(f"pull_context must be one of {', '.join(CONTEXTS)} or null, got {self.pull_context!r}")
         if self.on_divergence not in ("raise", "keep"):
             raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
+        latent = BOTTLENECK_LATENT[self.bottleneck] if self.latent is None else int(self.latent)
         net, self.history_ = fit_autoencoder_net(
-            self, X, sample_weight, self.channels, int(self.latent), int(self.epochs), "conv-autoencoder", bool(self.coords)
-        )
+            self, X, sample_weight, self.channels, latent, int(self.epochs), "conv-autoencoder", bool(self.coords),
+            bottleneck=self.bottleneck, loss=self.loss, denoise=float(self.denoise), hidden=int(self.hidden),
+        )  # fmt: skip
         self.model_ = net
         if self.map == "pull":
             self._fit_pull_scale(X)
@@ -218,6 +298,12 @@ class ConvAutoencoderDetector(ImageDetector):
         rec = rec_full[:, varying]
         xh = rec.ravel().astype(np.float64)
         res = (expm1_charge(Xv) - expm1_charge(rec)).ravel()
+        self.pull_cells_ = varying.astype(np.float32)
+        if self.scale == "poisson":
+            dim = expm1_charge(xh) < 1.0  # noise floor from cells the network expects dark
+            r = res[dim] if dim.sum() >= _PULL_MIN_COUNT else res
+            self.pull_s0_ = max(float(1.4826 * np.median(np.abs(r - np.median(r)))), 1e-6)
+            return
         levels = np.r_[0.0, 1.0 - np.geomspace(1.0, 1e-4, _PULL_LEVELS)[1:], 1.0]
         edges = np.unique(np.quantile(xh, levels))
         idx = np.clip(np.searchsorted(edges, xh, side="right") - 1, 0, max(len(edges) - 2, 0))
@@ -235,7 +321,6 @@ class ConvAutoencoderDetector(ImageDetector):
         floor = max(1e-6, 1e-3 * float(np.max(scales)))
         self.pull_centres_ = np.asarray(centres, dtype=np.float64)
         self.pull_scales_ = np.maximum(scales, floor).astype(np.float64)
-        self.pull_cells_ = varying.astype(np.float32)
         if ctx is not None:
             self._fit_context_scale(xh, ctx, res, edges, idx, floor)
 
@@ -277,13 +362,16 @@ class ConvAutoencoderDetector(ImageDetector):
             u = x[:, 0]
             q = torch.sign(u) * torch.expm1(u.abs())
             qh = torch.sign(rec) * torch.expm1(rec.abs())
-            c = torch.as_tensor(self.pull_centres_, dtype=rec.dtype, device=rec.device)
-            s = torch.as_tensor(self.pull_scales_, dtype=rec.dtype, device=rec.device)
-            at = rec if self.pull_cap is None else rec.clamp(max=float(np.log1p(float(self.pull_cap))))
             cells = getattr(self, "pull_cells_", None)
-            if self.pull_context is None:
+            if self.scale == "poisson":  # counting noise: sigma^2 = s0^2 + max(q_hat, 0)
+                sigma = torch.sqrt(float(self.pull_s0_) ** 2 + qh.clamp_min(0.0))
+            elif self.pull_context is None:
+                at = rec if self.pull_cap is None else rec.clamp(max=float(np.log1p(float(self.pull_cap))))
+                c = torch.as_tensor(self.pull_centres_, dtype=rec.dtype, device=rec.device)
+                s = torch.as_tensor(self.pull_scales_, dtype=rec.dtype, device=rec.device)
                 sigma = _interp(at, c, s)
             else:
+                at = rec if self.pull_cap is None else rec.clamp(max=float(np.log1p(float(self.pull_cap))))
                 cm = torch.ones_like(u[0]) if cells is None else torch.as_tensor(cells, dtype=u.dtype, device=u.device)
                 ctx = _context(u, rec, cm, self.pull_context)
                 sigma = _interp2(at, ctx, *(torch.as_tensor(a, dtype=rec.dtype, device=rec.device)
@@ -306,7 +394,10 @@ class ConvAutoencoderDetector(ImageDetector):
 
     def _export(self) -> FittedState:
         arrays = state_arrays(self.model_, _PREFIX)
-        if self.map == "pull":
+        if self.map == "pull" and self.scale == "poisson":
+            arrays["pull/s0"] = np.array([self.pull_s0_])
+            arrays["pull/cells"] = self.pull_cells_
+        elif self.map == "pull":
             arrays["pull/centres"] = self.pull_centres_
             arrays["pull/scales"] = self.pull_scales_
             arrays["pull/cells"] = self.pull_cells_
@@ -318,9 +409,18 @@ class ConvAutoencoderDetector(ImageDetector):
 
     def _import(self, state: FittedState) -> None:
         cfg = state.json["config"]
-        model = ConvAutoencoderNet(tuple(cfg["channels"]), cfg["latent"], cfg["activation"], cfg["in_channels"], cfg["coords"])
+        model = ConvAutoencoderNet(tuple(cfg["channels"]), cfg["latent"], cfg["activation"], cfg["in_channels"], cfg["coords"],
+                                   cfg.get("bottleneck", "conv"), cfg.get("grid"), cfg.get("hidden", 256))  # fmt: skip
         load_weights(model, state.arrays, _PREFIX, "conv-autoencoder")
-        if self.map == "pull":
+        self.bottleneck = cfg.get("bottleneck", "conv")  # files saved before the dense bottleneck: conv
+        if self.map == "pull" and "pull/s0" not in state.arrays and "pull/centres" in state.arrays:
+            self.scale = "learned"  # saved before scale existed: its learned scale is what it was fitted with
+        if self.map == "pull" and self.scale == "poisson":
+            if "pull/s0" not in state.arrays:
+                raise RareflowError("the saved conv-autoencoder has no poisson pull scale (saved with scale: learned?); retrain")
+            self.pull_s0_ = float(np.asarray(state.arrays["pull/s0"]).ravel()[0])
+            self.pull_cells_ = np.asarray(state.arrays["pull/cells"], dtype=np.float32)
+        elif self.map == "pull":
             if "pull/centres" not in state.arrays:
                 raise RareflowError("the saved conv-autoencoder has no pull scale (saved with map: error?); retrain")
             self.pull_centres_ = np.asarray(state.arrays["pull/centres"], dtype=np.float64)

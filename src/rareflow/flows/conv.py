@@ -36,6 +36,7 @@ from rareflow.errors import RareflowError
 from rareflow.flows.build import ACTIVATIONS
 
 LOG_2PI = math.log(2.0 * math.pi)
+BOTTLENECKS = ("conv", "dense")
 
 
 def _act(name: str) -> nn.Module:
@@ -89,8 +90,13 @@ def coordinate_channels(x: Tensor) -> Tensor:
 
 
 class ConvAutoencoderNet(nn.Module):
-    """:class:`ConvEncoder` -> 1x1 bottleneck of ``latent`` channels -> mirror decoder (upsample + conv).
+    """:class:`ConvEncoder` -> bottleneck -> mirror decoder (nearest upsample + 3x3 conv).
 
+    ``bottleneck="conv"``: a 1x1 convolution down to ``latent`` channels at every position of the
+    last encoder stage (a spatial code, local). ``bottleneck="dense"``: the last stage is flattened
+    and passed through ``hidden`` -> ``latent`` -> ``hidden`` fully connected units (one global code
+    per image; needs the grid size ``grid``): a whole-image model such as "one shower ellipse"
+    cannot be assembled from local patches, so off-model light (a muon arc) has no code to go to.
     ``coords=True`` appends :func:`coordinate_channels` to the encoder input, so the code can
     depend on where in the camera a pattern lies (convolutions alone are translation-equivariant;
     gamma images point to the camera centre); only the image channels are reconstructed.
@@ -98,17 +104,32 @@ class ConvAutoencoderNet(nn.Module):
 
     def __init__(
         self, channels: Sequence[int] = (8, 16, 32), latent: int = 4, activation: str = "relu", in_channels: int = 1,
-        coords: bool = False,
+        coords: bool = False, bottleneck: str = "conv", grid: Sequence[int] | None = None, hidden: int = 256,
     ) -> None:  # fmt: skip
         super().__init__()
         if int(latent) < 1:
-            raise RareflowError(f"latent must be >= 1 channel (got {latent})")
+            raise RareflowError(f"latent must be >= 1 (got {latent})")
+        if bottleneck not in BOTTLENECKS:
+            raise RareflowError(f"bottleneck must be one of {', '.join(BOTTLENECKS)}, got {bottleneck!r}")
+        if bottleneck == "dense" and (grid is None or len(grid) != 2):
+            raise RareflowError("a dense bottleneck needs the grid size (H, W)")
         self.config = {"channels": [int(c) for c in channels], "latent": int(latent), "activation": activation,
-                       "in_channels": int(in_channels), "coords": bool(coords)}  # fmt: skip
+                       "in_channels": int(in_channels), "coords": bool(coords), "bottleneck": bottleneck,
+                       "grid": None if grid is None else [int(g) for g in grid], "hidden": int(hidden)}  # fmt: skip
         self.coords = bool(coords)
         self.encoder = ConvEncoder(int(in_channels) + (2 if coords else 0), channels, activation)
         ch = [int(c) for c in channels]
-        self.bottleneck = nn.Sequential(nn.Conv2d(ch[-1], int(latent), 1), _act(activation), nn.Conv2d(int(latent), ch[-1], 1))
+        if bottleneck == "conv":
+            self.bottleneck = nn.Sequential(nn.Conv2d(ch[-1], int(latent), 1), _act(activation), nn.Conv2d(int(latent), ch[-1], 1))
+        else:
+            m = self.encoder.multiple
+            shape = (ch[-1], -(-int(grid[0]) // m), -(-int(grid[1]) // m))  # type: ignore[index]
+            size = shape[0] * shape[1] * shape[2]
+            self.bottleneck = nn.Sequential(
+                nn.Flatten(), nn.Linear(size, int(hidden)), _act(activation), nn.Linear(int(hidden), int(latent)),
+                nn.Linear(int(latent), int(hidden)), _act(activation), nn.Linear(int(hidden), size), _act(activation),
+                nn.Unflatten(1, shape),
+            )  # fmt: skip
         ups: list[nn.Module] = []
         for a, b in zip(ch[::-1][:-1], ch[::-1][1:]):
             ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1), _act(activation)))
