@@ -1,7 +1,7 @@
 """Autoencoder throughput: rareflow's `autoencoder` detector vs PyOD's AutoEncoder, same layers and data.
 
 Both are one-class MLP autoencoders d -> 64 -> 32 -> 4 -> 32 -> 64 -> d (ReLU) trained on the same
-simulated hadron events (Hillas parameters of ``rareflow.data.simulate``) with Adam(W), lr 1e-3,
+simulated hadron events (Hillas parameters of ``rareflow.iact.simulate``) with Adam(W), lr 1e-3,
 weight decay 1e-5, batch 256, a fixed number of epochs (no early stopping, no validation split),
 and scored on the same held-out mix of gammas and hadrons. PyOD: ``AutoEncoder(hidden_neuron_list=
 [64, 32, 4], batch_norm=False, dropout_rate=0, preprocessing=True)`` (its defaults add batch norm
@@ -42,8 +42,8 @@ HIDDEN, BOTTLENECK, BATCH, LR, WD, SCORE_BATCH = (64, 32), 4, 256, 1e-3, 1e-5, 4
 
 def make_data(n_train: int, n_test: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[str]]:
     """(training hadrons, held-out mix, held-out y (1 = gamma), feature names) from the simulator."""
-    from rareflow.data.simulate import simulate_events
-    from rareflow.data.tables import select_features
+    from rareflow.iact.simulate import simulate_events
+    from rareflow.io.tables import select_features
 
     frames, k = [], 0
     n_bulk = n_all = 0

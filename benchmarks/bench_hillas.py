@@ -11,7 +11,7 @@ then times on the *same* images
 
 * ctapipe: ``tailcuts_clean`` + ``hillas_parameters`` per event, with a ctapipe ``CameraGeometry``
   built from the same pixel positions;
-* rareflow: :func:`rareflow.data.hillas.extract_parameters` on the whole batch (cleaning, Hillas,
+* rareflow: :func:`rareflow.iact.hillas.extract_parameters` on the whole batch (cleaning, Hillas,
   leakage, islands, MAGIC parameters — more work than the ctapipe loop),
 
 checks that both give the same numbers, and prints events/s and the ratio. Finally it times the
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from rareflow.atomic import write_text_atomic
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.hillas import extract_parameters
-from rareflow.data.simulate import SimulationConfig, simulate_events, simulate_images
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.hillas import extract_parameters
+from rareflow.iact.simulate import SimulationConfig, simulate_events, simulate_images
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SECTION = "## Hillas extraction (issue 3)"

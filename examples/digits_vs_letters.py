@@ -44,7 +44,7 @@ from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, nll_loss,
 from rareflow.flows.train import trimmed_nll_loss
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.deep_aa import fit_deep_aa, sample_archetype, sample_nullspace
-from rareflow.outliers.idx import load_idx_pair
+from rareflow.io.idx import load_idx_pair
 from rareflow.outliers.latent import generate, plot_radii, sigma_radius
 from rareflow.outliers.training import (
     classifier_score,

@@ -24,8 +24,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rareflow.data.images import GridMapping, log1p_charge
-from rareflow.data.simulate import simulate_images
+from rareflow.iact.images import GridMapping, log1p_charge
+from rareflow.iact.simulate import simulate_images
 from rareflow.detectors import get_detector
 from rareflow.evaluation.gallery import draw_pixels
 

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from rareflow.data.images import GridMapping, log1p_charge
-from rareflow.data.simulate import simulate_images
+from rareflow.iact.images import GridMapping, log1p_charge
+from rareflow.iact.simulate import simulate_images
 from rareflow.detectors import get_detector
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rareflow.config import parse_config
-from rareflow.data.tables import prepare_dataset
+from rareflow.io.tables import prepare_dataset
 from rareflow.evaluation.runner import make_split, run_task
-from rareflow.evaluation.thresholds import parse_rule, quantile_threshold
+from rareflow.detectors.thresholds import parse_rule, quantile_threshold
 from tests.conftest import toy_table
 
 FAST = {

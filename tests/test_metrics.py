@@ -19,7 +19,7 @@ from rareflow.evaluation.metrics import (
     roc_auc,
     weighted_roc,
 )
-from rareflow.evaluation.thresholds import parse_rule, quantile_threshold, weighted_quantile
+from rareflow.detectors.thresholds import parse_rule, quantile_threshold, weighted_quantile
 
 
 def _data(seed: int, ties: bool, weighted: bool):

@@ -127,7 +127,7 @@ SIMTEL_FILES = [
 def test_dask_extract_matches_single_process(tmp_path, cluster) -> None:
     pytest.importorskip("ctapipe", reason="sim_telarray input needs the IACT extra (pip install 'rareflow[iact]')")
     from rareflow.cli import main
-    from rareflow.data.simtel import extract_simtel
+    from rareflow.iact.extract import extract_simtel
 
     files = [str(require_shared(SIMTEL / name)) for name in SIMTEL_FILES]
     one, dist = tmp_path / "one.parquet", tmp_path / "dist.parquet"
@@ -155,7 +155,7 @@ def test_dask_sweep_is_bit_identical(tmp_path) -> None:
 
     local = run_experiment(cfg)
     real = par.run_tasks
-    par.run_tasks = lambda scheduler, *a: real(scheduler, *a, n_workers=2)
+    par.run_tasks = lambda scheduler, *a, **kw: real(scheduler, *a, **{**kw, "n_workers": 2})
     try:
         dist = run_experiment(cfg, scheduler="local")
     finally:

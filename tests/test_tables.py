@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rareflow.data.magic import MAGIC_FEATURES, read_magic
-from rareflow.data.tables import prepare_dataset, read_table, select_features, write_table
+from rareflow.io.magic import MAGIC_FEATURES, read_magic
+from rareflow.io.tables import prepare_dataset, read_table, select_features, write_table
 from rareflow.errors import RareflowError
 
 

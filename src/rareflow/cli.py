@@ -71,8 +71,8 @@ def simulate(
 ) -> None:
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
     _setup(seed, quiet)
-    from rareflow.data.simulate import save_images, simulate_events
-    from rareflow.data.tables import write_table
+    from rareflow.iact.simulate import save_images, simulate_events
+    from rareflow.io.tables import write_table
 
     if source not in ("point", "diffuse"):
         raise RareflowError(f"--source {source!r}: use point or diffuse")
@@ -84,7 +84,7 @@ def simulate(
     if images_out is not None:
         save_images(images_out, sim.images, sim.camera, sim.table["event_id"].to_numpy())
     if plots is not None:
-        from rareflow.data.sim_plots import write_simulation_plots
+        from rareflow.iact.sim_plots import write_simulation_plots
 
         write_simulation_plots(sim.table, sim.images, sim.camera, plots, seed)
     _echo(f"wrote {len(sim.table)} events to {out}", quiet)
@@ -108,7 +108,7 @@ def extract(
 ) -> None:
     """Read real sim_telarray events, clean them and write their Hillas parameters (streamed)."""
     _setup(seed, quiet)
-    from rareflow.data.simtel import extract_to_parquet
+    from rareflow.iact.extract import extract_to_parquet
 
     info = extract_to_parquet(
         files, out, picture_threshold=picture_threshold, boundary_threshold=boundary_threshold,
@@ -243,7 +243,7 @@ def outliers(
 ) -> None:
     """Generate synthetic outliers (or inliers) with a flow: latent extremes, Gumbel, archetypes, null space."""
     _setup(seed, quiet)
-    from rareflow.outliers.io import outliers_command
+    from rareflow.api import outliers_command
 
     value: float | str | None = sigma
     if sigma is not None and ":" not in sigma:

@@ -93,7 +93,7 @@ class ScenarioConfig(_Strict):
 
 
 class ThresholdConfig(_Strict):
-    """Cut chosen on training data (see :mod:`rareflow.evaluation.thresholds`)."""
+    """Cut chosen on training data (see :mod:`rareflow.detectors.thresholds`)."""
 
     rule: Literal["quantile", "chi2", "k_sigma"] = "quantile"
     bulk_acceptance: float | None = Field(default=0.01, gt=0, lt=1)

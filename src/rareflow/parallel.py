@@ -3,8 +3,10 @@
 ``scheduler="local"`` starts a ``distributed.LocalCluster`` sized to the machine (one
 single-threaded worker process per core, so BLAS/OpenMP threads do not oversubscribe);
 any other string is a scheduler address (``tcp://host:8786``) of an existing cluster. The data
-set is scattered once; each task is :func:`rareflow.evaluation.runner.run_task`, which seeds
-itself, so results do not depend on which worker runs it. Scoring (one task per Parquet row group,
+arguments shared by every task are scattered once (:func:`run_tasks`); the caller's task function
+seeds itself (the compare runner's ``run_task`` does), so results do not depend on which worker runs it.
+This module is generic: it runs the callables it is given and imports nothing but the shared
+mechanisms (errors, progress), so every layer may use it. Scoring (one task per Parquet row group,
 the model file loaded on each worker from its path) and extraction (one task per input file) go
 through :func:`map_ordered`: a bounded number of tasks in flight, results consumed in input order,
 so the client writes the output in row order with bounded memory. Install with
@@ -52,17 +54,27 @@ def dask_client(scheduler: str, n_workers: int | None = None) -> Iterator[Any]:
             yield client
 
 
-def run_tasks(scheduler: str, cfg: Any, ds: Any, tasks: Sequence[tuple[Any, Any]], n_workers: int | None = None) -> list[Any]:
-    """Run ``run_task(cfg, ds, split, method)`` for every task on Dask; results in task order."""
-    from rareflow.evaluation.runner import run_task
+def run_tasks(
+    scheduler: str,
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[Any, ...]],
+    shared: Sequence[Any] = (),
+    n_workers: int | None = None,
+    label: str = "tasks",
+) -> list[Any]:
+    """``fn(*shared, *task)`` for every task on Dask; results in task order.
+
+    ``shared`` arguments (e.g. the data set) are scattered to every worker once; a progress bar
+    named ``label`` counts finished tasks.
+    """
     from rareflow.progress import make_progress
 
     distributed = _distributed()
     with dask_client(scheduler, n_workers) as client:
-        ds_f = client.scatter(ds, broadcast=True)
-        futures = [client.submit(run_task, cfg, ds_f, split, method, pure=False) for split, method in tasks]
+        shared_f = client.scatter(list(shared), broadcast=True) if shared else []
+        futures = [client.submit(fn, *shared_f, *task, pure=False) for task in tasks]
         with make_progress() as progress:
-            bar = progress.add_task("compare (dask)", total=len(futures), info=f"{len(client.scheduler_info()['workers'])} workers")
+            bar = progress.add_task(f"{label} (dask)", total=len(futures), info=f"{len(client.scheduler_info()['workers'])} workers")
             for _ in distributed.as_completed(futures):
                 progress.advance(bar)
         return client.gather(futures)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Split:
-    """Indices into a :class:`~rareflow.data.tables.Dataset` for one seed."""
+    """Indices into a :class:`~rareflow.io.tables.Dataset` for one seed."""
 
     seed: int
     fit_idx: np.ndarray

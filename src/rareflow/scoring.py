@@ -30,13 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rareflow.atomic import atomic_path
-from rareflow.data.tables import check_finite, detect_format, read_table, select_features
+from rareflow.io.scores import METADATA_KEY, read_scores
+from rareflow.io.tables import check_finite, detect_format, read_table, select_features
 from rareflow.detectors import Detector
 from rareflow.errors import RareflowError
 from rareflow.persistence import load_model
 from rareflow.progress import make_progress
 
-METADATA_KEY = b"rareflow"
 
 
 def _open_parquet(path: Path) -> pq.ParquetFile:
@@ -204,20 +204,3 @@ def score_table(
             if writer is not None:
                 writer.close()
     return n
-
-
-def read_scores(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """A scores table and its ``rareflow`` metadata (empty dict for foreign files)."""
-    path = Path(path)
-    if not path.exists():
-        raise RareflowError(f"{path}: file not found; produce it with `rareflow score` or `rareflow compare`")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__})") from None
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    meta = json.loads(raw) if raw else {}
-    df = table.to_pandas()
-    if "score" not in df.columns:
-        raise RareflowError(f"{path}: no 'score' column; produce the file with `rareflow score`")
-    return df, meta

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rareflow.data.simulate import SimulationResult, simulate_events
+from rareflow.iact.simulate import SimulationResult, simulate_events
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("RAREFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))  # override for tests

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.camera import CameraGeometry
+from rareflow.iact.camera import CameraGeometry
 from rareflow.errors import RareflowError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.cleaning import label_islands, number_of_islands, tailcuts_clean
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.cleaning import label_islands, number_of_islands, tailcuts_clean
 from rareflow.errors import RareflowError
 
 CAM = CameraGeometry.hexagonal()

@@ -9,7 +9,7 @@ from rareflow.errors import RareflowError
 
 tables = pytest.importorskip("tables")
 
-from rareflow.data.simtel import read_dl1_parameters  # noqa: E402
+from rareflow.io.dl1 import read_dl1_parameters  # noqa: E402
 
 PARAM_COLS = [
     ("obs_id", np.int32), ("event_id", np.int64), ("tel_id", np.int16), ("hillas_intensity", np.float64),

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.cleaning import tailcuts_clean
-from rareflow.data.hillas import (
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.cleaning import tailcuts_clean
+from rareflow.iact.hillas import (
     HILLAS_COLUMNS,
     MAGIC_COLUMNS,
     MM_PER_DEG_MAGIC,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.sim_plots import write_simulation_plots
+from rareflow.iact.sim_plots import write_simulation_plots
 from rareflow.errors import RareflowError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -9,13 +9,14 @@ import warnings
 import numpy as np
 import pytest
 
-from rareflow.data.hillas import HILLAS_COLUMNS
+from rareflow.iact.hillas import HILLAS_COLUMNS
 from rareflow.errors import RareflowError
 
 pytest.importorskip("ctapipe")
 pytest.importorskip("eventio")
 
-from rareflow.data.simtel import extract_simtel, particle_label
+from rareflow.iact.extract import extract_simtel
+from rareflow.io.simtel import particle_label
 
 
 @pytest.fixture()

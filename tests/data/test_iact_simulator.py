@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.hillas import HILLAS_COLUMNS
-from rareflow.data.simulate import PARTICLE_IDS, load_images, save_images, simulate_events, simulate_images
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.hillas import HILLAS_COLUMNS
+from rareflow.iact.simulate import PARTICLE_IDS, load_images, save_images, simulate_events, simulate_images
 from rareflow.errors import RareflowError
 
 
@@ -171,8 +171,8 @@ def test_image_file_errors(tmp_path, small_sim) -> None:  # type: ignore[no-unty
 
 def test_streamed_parametrisation_equals_whole_batch() -> None:
     """simulate_events parametrises chunk by chunk (bounded memory): same table as one batch."""
-    from rareflow.data.hillas import extract_parameters
-    from rareflow.data.simulate import SimulationConfig, iter_image_chunks, simulate_events
+    from rareflow.iact.hillas import extract_parameters
+    from rareflow.iact.simulate import SimulationConfig, iter_image_chunks, simulate_events
 
     n = 8192 + 500  # two chunks
     with_images = simulate_events(n, 0.4, seed=11, return_images=True)

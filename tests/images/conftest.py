@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.images import GridMapping, log1p_charge
-from rareflow.data.simulate import simulate_images
+from rareflow.iact.images import GridMapping, log1p_charge
+from rareflow.iact.simulate import simulate_images
 
 
 @pytest.fixture(scope="package")

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import torch
 
-from rareflow.data.images import expm1_charge
+from rareflow.iact.images import expm1_charge
 from rareflow.detectors import get_detector
 from rareflow.detectors.conv_autoencoder import reconstruction_loss
 from rareflow.flows.conv import ConvAutoencoderNet

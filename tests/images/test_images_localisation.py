@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.images import GridMapping, log1p_charge
-from rareflow.data.simulate import simulate_images
+from rareflow.iact.images import GridMapping, log1p_charge
+from rareflow.iact.simulate import simulate_images
 from rareflow.detectors import get_detector
 
 # strict "on the artefact" floors: (hot cluster, muon arc); fastflow: "on or touching" floors

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.images import GridMapping, check_images, expm1_charge, log1p_charge, square_camera
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.images import GridMapping, check_images, expm1_charge, log1p_charge, square_camera
 from rareflow.errors import RareflowError
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.shared_data
 ])  # fmt: skip
 def test_simtel_images_map_losslessly(name: str, camera: str, grid: tuple[int, int]) -> None:
     pytest.importorskip("ctapipe", reason="needs the iact extra: pip install 'rareflow[iact]'")
-    from rareflow.data.images import load_simtel
+    from rareflow.iact.images import load_simtel
 
     images = load_simtel(require_shared(SHARED_DATA / "simtel" / name))
     assert images.camera.name == camera and images.mapping.shape == grid

@@ -11,8 +11,9 @@ import pytest
 
 from rareflow.detectors import get_detector
 from rareflow.errors import RareflowError
-from rareflow.outliers.idx import load_idx_pair, read_idx
-from rareflow.outliers.io import outliers_command, parse_sigma, read_outlier_params, write_outliers
+from rareflow.io.idx import load_idx_pair, read_idx
+from rareflow.api import outliers_command
+from rareflow.outliers.io import parse_sigma, read_outlier_params, write_outliers
 from rareflow.persistence import save_model
 from rareflow.scoring import score_table
 from tests.conftest import toy_table

@@ -30,7 +30,7 @@ def _load_all() -> None:
     if _LOADED:
         return
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base",) and not mod.name.startswith("_"):
+        if mod.name not in ("base", "thresholds") and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
     _LOADED = True
 

@@ -1,7 +1,7 @@
 """Shared machinery of the image detectors (``conv-autoencoder``, ``fastflow``); not a method itself.
 
 An image detector takes grid images (n, H, W) — camera images mapped to a square grid and
-normalised by :mod:`rareflow.data.images` — instead of a feature table (class attribute
+normalised by :mod:`rareflow.iact.images` — instead of a feature table (class attribute
 ``input = "image"``; the compare runner hands it ``Dataset.images``). A subclass implements
 ``_maps(X)``: an outlier map per image at the input grid size (n, H, W); the outlier score of an
 image is the ``mean`` or ``max`` of its map (``reduce``), and :meth:`ImageDetector.anomaly_map`
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rareflow.data.images import check_images, iterate_batches
+from rareflow.iact.images import check_images, iterate_batches
 from rareflow.detectors.base import Detector
 from rareflow.errors import RareflowError
 from rareflow.flows.train import torch_threads

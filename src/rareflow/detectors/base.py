@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from rareflow.errors import RareflowError
-from rareflow.evaluation.thresholds import ThresholdRule, parse_rule, quantile_threshold
+from rareflow.detectors.thresholds import ThresholdRule, parse_rule, quantile_threshold
 
 Kind = Literal["one-class", "two-class", "supervised"]
 

@@ -4,7 +4,7 @@ The image version of the seed slides' "min MSE" recipe: train :math:`g \circ e` 
 encoder with stride-2 stages, a bottleneck and a mirror decoder,
 :class:`rareflow.flows.conv.ConvAutoencoderNet`) to reconstruct grid images :math:`u` of the
 training class (``fit_on``), :math:`u` the log1p-normalised charges on the axial grid
-(:mod:`rareflow.data.images`), and read the anomaly map off the residual.
+(:mod:`rareflow.iact.images`), and read the anomaly map off the residual.
 
 Defaults (chosen for localising added light, examples/IMAGES.md section 2):
 
@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rareflow.data.images import expm1_charge
+from rareflow.iact.images import expm1_charge
 from rareflow.detectors import register
 from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
 from rareflow.detectors.base import FittedState, Kind

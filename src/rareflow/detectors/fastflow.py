@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rareflow.data.images import iterate_batches
+from rareflow.iact.images import iterate_batches
 from rareflow.detectors import register
 from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
 from rareflow.detectors.base import FittedState, Kind

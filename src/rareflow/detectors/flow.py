@@ -44,7 +44,7 @@ from rareflow.detectors._flowfit import (
 from rareflow.detectors.base import Detector, FittedState, Kind
 from rareflow.detectors.mahalanobis import chi_radius_cut
 from rareflow.errors import RareflowError
-from rareflow.evaluation.thresholds import ThresholdRule
+from rareflow.detectors.thresholds import ThresholdRule
 from rareflow.flows.model import FlowModel
 from rareflow.flows.scores import SCORES, LatentGaussian, all_scores, chi_tail, latent_norm
 from rareflow.flows.train import nll_loss, resolve_device, split_indices, torch_threads, trimmed_nll_loss

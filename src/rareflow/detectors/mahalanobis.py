@@ -17,7 +17,7 @@ from scipy import stats
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Detector, FittedState, Kind
-from rareflow.evaluation.thresholds import ThresholdRule
+from rareflow.detectors.thresholds import ThresholdRule
 
 
 def chi_radius_cut(dof: int, k: float) -> float:

@@ -24,7 +24,7 @@ from scipy import stats
 from rareflow.detectors import register
 from rareflow.detectors.base import FittedState
 from rareflow.detectors.mahalanobis import MahalanobisDetector
-from rareflow.evaluation.thresholds import ThresholdRule, parse_rule
+from rareflow.detectors.thresholds import ThresholdRule, parse_rule
 
 
 def _yeojohnson(X: np.ndarray, lambdas: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rareflow.atomic import write_text_atomic
 from rareflow.config import ExperimentConfig
-from rareflow.data.tables import write_table
+from rareflow.io.tables import write_table
 from rareflow.evaluation.plots import q_factor_plot, roc_plot, score_distributions
 from rareflow.evaluation.report import render_report
 from rareflow.evaluation.runner import RunResult, run_experiment

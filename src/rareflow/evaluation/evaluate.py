@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from rareflow.data.tables import encode_labels
+from rareflow.io.tables import encode_labels
 from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
 from rareflow.evaluation.summary import metrics_document
-from rareflow.scoring import read_scores
+from rareflow.io.scores import read_scores
 
 
 def evaluate_file(

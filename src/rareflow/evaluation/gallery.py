@@ -19,7 +19,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from rareflow.atomic import write_bytes_atomic
-from rareflow.data.camera import CameraGeometry
+from rareflow.iact.camera import CameraGeometry
 
 __all__ = ["draw_pixels", "file_label", "write_gallery"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rareflow.config import ExperimentConfig, MethodConfig
-from rareflow.data.tables import Dataset, prepare_dataset, read_table
+from rareflow.io.tables import Dataset, prepare_dataset, read_table
 from rareflow.detectors import Detector, detector_class, get_detector
 from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
@@ -51,7 +51,7 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
     """``(table, description, ImageSet or None)`` of the configured source."""
     d = cfg.data
     if d.source == "simulate":
-        from rareflow.data.simulate import simulate_events
+        from rareflow.iact.simulate import simulate_events
 
         sim = simulate_events(
             n_events=d.simulate.n_events,
@@ -65,12 +65,12 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
         source = f"simulated events (seed {seed}, {d.simulate.n_events} events)"
         if not d.images:
             return sim.table, source, None
-        from rareflow.data.images import GridMapping, ImageSet
+        from rareflow.iact.images import GridMapping, ImageSet
 
         imgs = ImageSet(sim.images, sim.camera, GridMapping.from_camera(sim.camera), sim.table, source)
         return sim.table, source, imgs
     if d.source in ("simtel", "idx"):
-        from rareflow.data.images import load_idx_pair_set, load_simtel
+        from rareflow.iact.images import load_idx_pair_set, load_simtel
 
         if d.source == "simtel":
             imgs = load_simtel(d.path)
@@ -81,7 +81,7 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
         return imgs.table, imgs.source, imgs
     df = read_table(d.path, "magic" if d.source == "magic" else d.format)
     if isinstance(d.images, str):
-        from rareflow.data.images import load_simulated
+        from rareflow.iact.images import load_simulated
 
         imgs = load_simulated(d.images, df)
         return imgs.table, str(d.path), imgs
@@ -273,7 +273,7 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | N
     else:
         from rareflow.parallel import run_tasks
 
-        results = run_tasks(scheduler, cfg, ds, tasks)
+        results = run_tasks(scheduler, run_task, [(s, m) for s, m in tasks], shared=(cfg, ds), label="compare")
     labels = ds.frame["label"].astype(str).to_numpy()
     per_seed, frames = [], []
     gallery = {}

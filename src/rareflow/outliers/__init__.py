@@ -9,15 +9,16 @@ for Outlier Generation") and training with the generated outliers.
   Dirichlet and null-space sampling.
 * :mod:`~rareflow.outliers.training` — discriminator and outlier-exposure classifier
   (Hendrycks et al. 2019), trained through :func:`rareflow.flows.train.train`.
-* :mod:`~rareflow.outliers.io` — outlier tables and :func:`outliers_command` (``rareflow outliers``).
-* :mod:`~rareflow.outliers.idx` — MNIST-format IDX reader.
+* :mod:`~rareflow.outliers.io` — outlier tables (the ``rareflow outliers`` command is
+  :func:`rareflow.api.outliers_command`).
+* the MNIST-format IDX reader is :mod:`rareflow.io.idx`.
 
 See ``docs/outliers.md``.
 """
 
 from rareflow.outliers.archetypes import ArchetypeModel, archetypal_analysis, elbow, project_simplex, select_k
 from rareflow.outliers.deep_aa import DeepAA, fit_deep_aa, sample_archetype, sample_nullspace
-from rareflow.outliers.io import outliers_command, write_outliers
+from rareflow.outliers.io import write_outliers
 from rareflow.outliers.latent import Generated, chi_moments, fit_gumbel, generate, sample_directions
 from rareflow.outliers.training import (
     classifier_score,
@@ -38,7 +39,6 @@ __all__ = [
     "fit_deep_aa",
     "fit_gumbel",
     "generate",
-    "outliers_command",
     "project_simplex",
     "sample_archetype",
     "sample_directions",

@@ -5,7 +5,7 @@ distributions follow the literature closely enough to give realistic Hillas-para
 and a realistic, non-trivial gamma/hadron separation for a single small telescope (TAIGA-IACT-like
 camera by default). Every image is built photon by photon (so Poisson statistics, pixelisation and
 camera leakage come out naturally), then noise is added, then the images are cleaned and parametrised
-exactly like real data (:func:`rareflow.data.hillas.extract_parameters`). All constants live in
+exactly like real data (:func:`rareflow.iact.hillas.extract_parameters`). All constants live in
 :class:`SimulationConfig`.
 
 Model and sources (one line each on *why*)
@@ -107,8 +107,8 @@ import numpy as np
 import pandas as pd
 
 from rareflow.atomic import atomic_path
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.hillas import extract_parameters
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.hillas import extract_parameters
 from rareflow.errors import RareflowError
 from rareflow.seeding import rng as make_rng
 

@@ -25,7 +25,7 @@ negative after pedestal subtraction) kept and invertible (:func:`expm1_charge`).
 Loaders (:class:`ImageSet`: pixel images, camera, mapping, a table aligned with the rows):
 
 * :func:`load_simulated` — the ``.npz`` of ``rareflow simulate --images-out`` (+ its Parquet table);
-* :func:`load_simtel` — sim_telarray files via :mod:`rareflow.data.simtel` (one camera type);
+* :func:`load_simtel` — sim_telarray files via :mod:`rareflow.io.simtel` (one camera type);
 * :func:`load_idx_pair_set` — MNIST / notMNIST IDX gzip files as a second, non-physics dataset;
 * :func:`iterate_batches` — float32 tensors of a fixed batch size for scoring loops.
 """
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rareflow.data.camera import CameraGeometry
+from rareflow.iact.camera import CameraGeometry
 from rareflow.errors import RareflowError
 
 __all__ = [
@@ -227,8 +227,8 @@ def load_simulated(images_path: str | os.PathLike[str], table: pd.DataFrame | st
     ``table`` (a DataFrame or a Parquet/CSV path) gives the labels and Hillas columns; rows of the
     table without an image are an error, images without a row are dropped.
     """
-    from rareflow.data.simulate import load_images
-    from rareflow.data.tables import read_table
+    from rareflow.iact.simulate import load_images
+    from rareflow.io.tables import read_table
 
     images, camera, event_ids = load_images(images_path)
     if table is None:
@@ -261,16 +261,18 @@ def load_simtel(
     max_events: int | None = None,
 ) -> ImageSet:
     """Calibrated images + Hillas table of one telescope (default: the one with most images) of a
-    sim_telarray file, read once through :mod:`rareflow.data.simtel` (needs the ``iact`` extra)."""
-    from rareflow.data import simtel
+    sim_telarray file, read once through :mod:`rareflow.io.simtel` and parametrised by :func:`rareflow.iact.extract.parametrise`
+    (needs the ``iact`` extra)."""
+    from rareflow.iact.extract import parametrise
+    from rareflow.io import simtel
 
-    p = simtel._check_file(path, "sim_telarray")
-    event_source, calibrator_cls = simtel._import_ctapipe()
+    p = simtel.check_file(path, "sim_telarray")
+    event_source, calibrator_cls = simtel.import_ctapipe()
     with simtel.offline():
-        src = simtel._open_source(event_source, p, "auto", max_events)
+        src = simtel.open_source(event_source, p, "auto", max_events)
     try:
         with simtel.offline():
-            reader = simtel._EventReader(src, calibrator_cls(subarray=src.subarray), p, False)
+            reader = simtel.EventReader(src, calibrator_cls(subarray=src.subarray), p, False)
         per_tel: dict[int, list] = {}
         while not reader.done:
             for t, items in reader.read(1000).items():
@@ -286,7 +288,7 @@ def load_simtel(
     if tel_id not in per_tel:
         raise RareflowError(f"{p}: telescope {tel_id} has no images; telescopes with images: {sorted(per_tel)}")
     items = per_tel[tel_id]
-    table = simtel._parametrise(items, cameras[tel_id], picture_threshold, boundary_threshold, min_neighbors, "pointing")
+    table = parametrise(items, cameras[tel_id], picture_threshold, boundary_threshold, min_neighbors, "pointing")
     table = table.drop(columns=[c for c in table.columns if str(c).startswith("_")])
     pixels = np.stack([np.where(np.isfinite(im), im, 0.0) for im, _ in items]).astype(np.float32)
     return _from_camera(pixels, cameras[tel_id], table.reset_index(drop=True), os.fspath(p))
@@ -306,7 +308,7 @@ def load_idx_pair_set(
     the table holds ``label``, ``class_id`` (the IDX label) and :func:`image_moments` features.
     ``n_per_class`` draws that many images of each set (seeded) to keep runs small.
     """
-    from rareflow.outliers.idx import load_idx_pair
+    from rareflow.io.idx import load_idx_pair
     from rareflow.seeding import rng
 
     parts, labels, class_ids = [], [], []

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rareflow.atomic import atomic_path
-from rareflow.data.magic import looks_like_magic, read_magic
+from rareflow.io.magic import looks_like_magic, read_magic
 from rareflow.errors import RareflowError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     elif fmt == "magic":
         df = read_magic(path)
     else:
-        from rareflow.data.simtel import read_dl1_parameters  # optional [iact] reader
+        from rareflow.io.dl1 import read_dl1_parameters  # optional [iact] reader
 
         df = read_dl1_parameters(path)
     if len(df) == 0:
@@ -207,7 +207,7 @@ class Dataset:
     """A validated feature table ready for splitting: features, labels, weights, truth.
 
     ``images`` (optional): grid images (n, H, W) aligned with the rows of ``frame`` for the image
-    detectors, with ``image_mapping`` (a :class:`rareflow.data.images.GridMapping`) and ``camera``
+    detectors, with ``image_mapping`` (a :class:`rareflow.iact.images.GridMapping`) and ``camera``
     to draw them back on the camera.
     """
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 from rareflow.atomic import write_bytes_atomic
-from rareflow.data.camera import CameraGeometry
+from rareflow.iact.camera import CameraGeometry
 from rareflow.errors import RareflowError
 from rareflow.seeding import rng as make_rng
 
@@ -128,7 +128,7 @@ def write_simulation_plots(
 ) -> list[Path]:
     """Write ``gallery_<class>.png`` (if ``images`` given) and ``features_gamma_vs_proton.png``.
 
-    ``table`` is a :func:`rareflow.data.simulate.simulate_events` table (``label``, ``is_valid``,
+    ``table`` is a :func:`rareflow.iact.simulate.simulate_events` table (``label``, ``is_valid``,
     Hillas columns), ``images`` its (n_events, n_pixels) images in the same row order. Returns the
     paths written.
     """

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from rareflow.data.camera import CameraGeometry
+from rareflow.iact.camera import CameraGeometry
 from rareflow.errors import RareflowError
 
 __all__ = [

@@ -70,9 +70,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from rareflow.data.camera import CameraGeometry
-from rareflow.data.cleaning import clean_transposed, islands_from_mask_t, mask_nodes
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.cleaning import clean_transposed, islands_from_mask_t, mask_nodes
 from rareflow.errors import RareflowError
+from rareflow.io.schema import HILLAS_COLUMNS, source_parameters
 
 __all__ = [
     "HILLAS_COLUMNS",
@@ -82,13 +83,6 @@ __all__ = [
     "hillas_parameters",
     "magic_view",
 ]
-
-HILLAS_COLUMNS: list[str] = [
-    "hillas_intensity", "hillas_x", "hillas_y", "hillas_r", "hillas_phi", "hillas_length",
-    "hillas_width", "hillas_psi", "hillas_skewness", "hillas_kurtosis", "alpha", "dist", "miss",
-    "conc1", "conc2", "asym", "m3_long", "m3_trans", "leakage_intensity_width_1",
-    "leakage_intensity_width_2", "n_pixels", "n_islands",
-]  # fmt: skip
 
 MAGIC_COLUMNS: list[str] = [
     "fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long", "fM3Trans", "fAlpha", "fDist",
@@ -120,7 +114,7 @@ def _chunk_parameters(
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _moments(q, camera.pix_x[pix], camera.pix_y[pix], ev, n)
         c, s = np.cos(np.radians(out["hillas_psi"])), np.sin(np.radians(out["hillas_psi"]))
-        src = _source_parameters(out["hillas_x"], out["hillas_y"], c, s, source)
+        src = source_parameters(out["hillas_x"], out["hillas_y"], c, s, source)
         sign = src.pop("_sign_cda")
         out.update(src)
         size = out["hillas_intensity"]
@@ -204,22 +198,6 @@ def _two_brightest(q: np.ndarray, ev: np.ndarray, pix: np.ndarray, n: int) -> tu
     q1 = np.where(np.isfinite(q1), q1, 0.0)
     q2 = np.where(np.isfinite(q2), q2, 0.0)
     return q1, q2, imax
-
-
-def _source_parameters(
-    cx: np.ndarray, cy: np.ndarray, c: np.ndarray, s: np.ndarray, source: tuple[float, float]
-) -> dict[str, np.ndarray]:
-    """alpha, dist, miss and the sign of MARS fCosDeltaAlpha relative to ``source``."""
-    dx, dy = cx - source[0], cy - source[1]
-    dist = np.hypot(dx, dy)
-    arg1 = c * dy - s * dx
-    arg2 = c * dx + s * dy
-    return {
-        "alpha": np.degrees(np.arcsin(np.clip(arg1 / dist, -1.0, 1.0))),
-        "dist": dist,
-        "miss": np.abs(arg1),
-        "_sign_cda": np.where(arg2 < 0, -1.0, 1.0),
-    }
 
 
 def _check_images(images: np.ndarray, camera: CameraGeometry, what: str) -> np.ndarray:
