@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rareflow compare --out out/demo --seed 0
+	$(BIN)/rareflow compare --out out/demo
 	@echo "open out/demo/report.html"
 
 test: $(STAMP)

@@ -13,6 +13,7 @@ from rareflow.io.tables import parse_feature_list, prepare_dataset, read_table
 from rareflow.detectors import Detector, detector_class, get_detector
 from rareflow.errors import RareflowError
 from rareflow.persistence import load_model, save_model
+from rareflow.seeding import check_seed, method_seed, seed_everything
 
 
 def train_model(
@@ -31,6 +32,9 @@ def train_model(
 ) -> Detector:
     """Read ``data``, fit ``method`` and (if ``out``) save the model.
 
+    ``seed``: the user seed; the detector gets ``random_state = method_seed(seed, method)``, as in
+    ``rareflow compare`` (see :mod:`rareflow.seeding`), unless ``params`` gives ``random_state``.
+
     ``fit_on``: ``bulk``/``rare`` for one-class methods (default bulk), ``both`` (the default) for
     two-class and supervised ones. One-class methods train on the rows of their class when the
     table has labels, on every row otherwise.
@@ -38,21 +42,20 @@ def train_model(
     cls = detector_class(method)
     params = dict(params or {})
     if cls.kind == "one-class":
-        fit_on = fit_on or params.get("fit_on", "bulk")
-        if fit_on not in ("bulk", "rare"):
-            raise RareflowError(f"--fit-on {fit_on}: one-class method '{method}' fits on bulk or rare")
-        params["fit_on"] = fit_on
+        params["fit_on"] = fit_on or params.get("fit_on", "bulk")  # checked by the detector (get_detector)
     elif fit_on not in (None, "both"):
         raise RareflowError(f"--fit-on {fit_on}: {cls.kind} method '{method}' trains on both classes (--fit-on both)")
+    seed = check_seed(seed, "seed")
     if "random_state" in cls._get_param_names() and "random_state" not in params:
-        params["random_state"] = seed
+        params["random_state"] = method_seed(seed, method)  # the one meaning of a seed (rareflow.seeding)
+    det = get_detector(method, **params)  # bad parameters fail before the data is read
     df = read_table(data, fmt)
     ds = prepare_dataset(
         df, str(data), parse_feature_list(features), rare_label, bulk_labels,
         need_labels=cls.requires_labels or (cls.kind == "one-class" and "label" in df.columns),
         drop_nonfinite=drop_nonfinite,
     )
-    det = get_detector(method, **params)
+    seed_everything(method_seed(seed, method))  # as the compare runner does before every fit
     det.fit(ds.X, ds.y, sample_weight=ds.weight)
     if out is not None:
         save_model(det, out)

@@ -23,18 +23,23 @@ app = typer.Typer(
     help="rareflow: select rare events and anomalies with normalizing flows and autoencoders, honestly compared.",
 )
 
-SEED = typer.Option(0, "--seed", help="Random seed: same seed, same numbers on the same machine.")
+SEED = typer.Option(
+    "0", "--seed", help="Random seed, an integer 0..2**32-1: same seed, same numbers (see rareflow.seeding)."
+)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages.")
 
 
-def _setup(seed: int, quiet: bool) -> None:
+def _setup(seed: str, quiet: bool) -> int:
+    """Progress/logging settings and the process seed; returns the checked ``--seed``."""
     from rareflow import progress
-    from rareflow.seeding import seed_everything
+    from rareflow.seeding import check_seed, seed_everything
 
+    value = check_seed(seed)
     progress.set_enabled(not quiet)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("rareflow").setLevel(logging.WARNING if quiet else logging.INFO)
-    seed_everything(seed)
+    seed_everything(value)
+    return value
 
 
 def _echo(msg: str, quiet: bool) -> None:
@@ -66,18 +71,18 @@ def simulate(
     muon_fraction: float = typer.Option(0.02, "--muon-fraction", min=0.0, max=1.0, help="Fraction of muon events."),
     source: str = typer.Option("point", "--source", help="Gamma source: point | diffuse."),
     dead_pixel_fraction: float = typer.Option(0.0, "--dead-pixel-fraction", min=0.0, max=0.99, help="Fraction of dead pixels."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
-    _setup(seed, quiet)
+    seed_value = _setup(seed, quiet)
     from rareflow.iact.simulate import save_images, simulate_events
     from rareflow.io.tables import write_table
 
     if source not in ("point", "diffuse"):
         raise RareflowError(f"--source {source!r}: use point or diffuse")
     sim = simulate_events(
-        n_events, rare_fraction, seed, muon_fraction=muon_fraction, source=source,
+        n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source,
         dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None,
     )
     write_table(sim.table, out)
@@ -86,7 +91,7 @@ def simulate(
     if plots is not None:
         from rareflow.iact.sim_plots import write_simulation_plots
 
-        write_simulation_plots(sim.table, sim.images, sim.camera, plots, seed)
+        write_simulation_plots(sim.table, sim.images, sim.camera, plots, seed_value)
     _echo(f"wrote {len(sim.table)} events to {out}", quiet)
 
 
@@ -103,7 +108,7 @@ def extract(
         None, "--scheduler", help="One Dask task per file: 'local' (a cluster sized to this machine) or a scheduler address."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Read real sim_telarray events, clean them and write their Hillas parameters (streamed)."""
@@ -135,16 +140,16 @@ def train(
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method parameter key=value (repeatable)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet | csv | magic | dl1 (default: from the name)."),
     drop_nonfinite: bool = typer.Option(False, "--drop-nonfinite", help="Drop rows with NaN/inf instead of failing."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Fit a detector on a table and save it (no code is executed when it is loaded again)."""
-    _setup(seed, quiet)
+    seed_value = _setup(seed, quiet)
     from rareflow.api import train_model
 
     det = train_model(
         method, data, out, features=features, fit_on=fit_on, rare_label=rare_label, bulk_labels=bulk_label,
-        params=_parse_params(param), fmt=fmt, drop_nonfinite=drop_nonfinite, seed=seed,
+        params=_parse_params(param), fmt=fmt, drop_nonfinite=drop_nonfinite, seed=seed_value,
     )
     _echo(f"trained {method} on {len(det.decision_scores_)} events; threshold {det.threshold_:.6g}; wrote {out}", quiet)
 
@@ -160,7 +165,7 @@ def score(
         None, "--scheduler", help="Score Parquet row groups on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Score a table with a saved model (higher score = rarer), streaming in bounded memory."""
@@ -183,7 +188,7 @@ def evaluate(
     bulk_label: Optional[list[str]] = typer.Option(None, "--bulk-label"),
     significance_events: float = typer.Option(1e6, "--significance-events", help="ON-region events before cuts."),
     alpha: float = typer.Option(0.2, "--alpha", help="Li & Ma on/off exposure ratio."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Compute ROC AUC, AP, efficiencies, Q and Li & Ma significance of a scores table."""
@@ -202,28 +207,28 @@ def evaluate(
 def compare(
     config: Optional[Path] = typer.Option(None, "--config", help="Experiment YAML (default: simulated rare scenario)."),
     out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, scores.parquet, *.png, report.html."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Override the config's split seeds, e.g. 0,1,2."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Override the config's methods, e.g. gbdt,flow."),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="Run the sweep on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
     ),
-    seed: int = SEED,
+    seed: Optional[list[str]] = typer.Option(
+        None, "--seed", help="Seed(s) of the splits and detectors, e.g. --seed 0,1,2 or repeated (default: the config's seeds)."
+    ),
     quiet: bool = QUIET,
 ) -> None:
     """Run every configured method on identical splits and write metrics, plots and an HTML report."""
-    _setup(seed, quiet)
-    from rareflow.config import MethodConfig, load_config
+    from rareflow.seeding import parse_seeds
+
+    seeds = parse_seeds(seed) if seed else None
+    _setup(str(seeds[0]) if seeds else "0", quiet)
+    from rareflow.config import load_config, with_overrides
     from rareflow.evaluation.compare import compare as run_compare
 
     cfg = load_config(config)
-    if seeds:
-        try:
-            cfg.scenario.seeds = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise RareflowError(f"--seeds {seeds!r}: expected comma-separated integers") from None
-    if methods:
-        cfg.methods = [MethodConfig(name=m.strip()) for m in methods.split(",") if m.strip()]
-    paths = run_compare(cfg, out, data_seed=seed, scheduler=scheduler)
+    if seeds is not None or methods is not None:
+        names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+        cfg = with_overrides(cfg, seeds=seeds, methods=names)
+    paths = run_compare(cfg, out, scheduler=scheduler)
     _echo(f"wrote {paths['report']} and metrics.json, scores.parquet, plots in {out}", quiet)
 
 
@@ -238,11 +243,11 @@ def outliers(
     data: Optional[Path] = typer.Option(None, "--data", help="Table whose latent fits DeepAA (archetype/nullspace)."),
     k: Optional[int] = typer.Option(None, "--k", min=2, help="Number of archetypes (default: reconstruction-error elbow)."),
     out: Path = typer.Option(..., "--out", help="Output Parquet table: the model's feature columns + gen_* columns."),
-    seed: int = SEED,
+    seed: str = SEED,
     quiet: bool = QUIET,
 ) -> None:
     """Generate synthetic outliers (or inliers) with a flow: latent extremes, Gumbel, archetypes, null space."""
-    _setup(seed, quiet)
+    seed_value = _setup(seed, quiet)
     from rareflow.api import outliers_command
 
     value: float | str | None = sigma
@@ -251,7 +256,7 @@ def outliers(
             value = float(sigma)
         except ValueError:
             raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi") from None
-    summary = outliers_command(model, n, method, value, seed, out, data=data, k=k)
+    summary = outliers_command(model, n, method, value, seed_value, out, data=data, k=k)
     _echo(f"wrote {summary.get('rows', n)} {method} points to {out}", quiet)
 
 

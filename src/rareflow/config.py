@@ -11,7 +11,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rareflow.detectors.thresholds import RULE_FIELDS, ThresholdRule
 from rareflow.errors import RareflowError
+from rareflow.seeding import check_seed
 
 
 class _Strict(BaseModel):
@@ -83,7 +85,19 @@ class ScenarioConfig(_Strict):
     fraction_mode: Literal["weights", "subsample"] = "weights"
     min_rare_events: int = Field(default=10, ge=1)
     contamination: float = Field(default=0.0, ge=0, lt=0.5)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Any] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @field_validator("seeds", mode="after")
+    @classmethod
+    def _seeds(cls, v: list[Any]) -> list[int]:
+        try:
+            seeds = [check_seed(s, "seed") for s in v]
+        except RareflowError as exc:
+            raise ValueError(str(exc)) from None
+        dup = sorted({s for s in seeds if seeds.count(s) > 1})
+        if dup:
+            raise ValueError(f"seed(s) {dup} listed twice; list each seed once")
+        return seeds
 
     @model_validator(mode="after")
     def _fit_on(self) -> "ScenarioConfig":
@@ -92,20 +106,24 @@ class ScenarioConfig(_Strict):
         return self
 
 
-class ThresholdConfig(_Strict):
-    """Cut chosen on training data (see :mod:`rareflow.detectors.thresholds`)."""
+class ThresholdConfig(ThresholdRule):
+    """The experiment's threshold section: the detectors' own rule model
+    (:class:`rareflow.detectors.thresholds.ThresholdRule`) plus where the cut is chosen.
 
-    rule: Literal["quantile", "chi2", "k_sigma"] = "quantile"
-    bulk_acceptance: float | None = Field(default=0.01, gt=0, lt=1)
-    rare_efficiency: float = Field(default=0.9, gt=0, lt=1)
-    alpha: float | None = None
-    k: float | None = None
+    The rule fields override every detector's own rule **only when given** (:meth:`overrides`);
+    otherwise each detector keeps its rule (e.g. power-mahalanobis's chi2 default).
+    ``calibration_fraction``: the part of the training data held out to place the cut.
+    """
+
     calibration_fraction: float = Field(default=0.2, ge=0, lt=0.9)
 
+    def overrides(self) -> bool:
+        """True when the section names a rule field (rule, bulk_acceptance, ...)."""
+        return bool(self.model_fields_set & set(RULE_FIELDS))
+
     def rule_dict(self) -> dict[str, Any]:
-        """The detector-level rule (without the runner's calibration setting)."""
-        d = self.model_dump(exclude={"calibration_fraction"}, exclude_none=True)
-        return d
+        """The rule fields given explicitly ({} when none: the detectors' own rules apply)."""
+        return {k: getattr(self, k) for k in RULE_FIELDS if k in self.model_fields_set}
 
 
 class SignificanceConfig(_Strict):
@@ -149,6 +167,16 @@ class ExperimentConfig(_Strict):
         if dup:
             raise ValueError(f"methods listed twice: {dup}; give each a distinct 'label'")
         return self
+
+
+def with_overrides(cfg: ExperimentConfig, seeds: list[int] | None = None, methods: list[str] | None = None) -> ExperimentConfig:
+    """``cfg`` with its seeds and/or method names replaced, validated again (duplicates, ranges)."""
+    raw = cfg.model_dump(exclude_unset=True)
+    if seeds is not None:
+        raw.setdefault("scenario", {})["seeds"] = seeds
+    if methods is not None:
+        raw["methods"] = methods
+    return parse_config(raw, "command line")
 
 
 def _first_error(exc: ValidationError) -> str:

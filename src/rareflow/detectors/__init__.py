@@ -30,7 +30,7 @@ def _load_all() -> None:
     if _LOADED:
         return
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "thresholds") and not mod.name.startswith("_"):
+        if mod.name not in ("base", "params", "thresholds") and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
     _LOADED = True
 
@@ -53,9 +53,10 @@ def get_detector(name: str, **params: Any) -> Detector:
     """A new detector ``name`` with constructor ``params`` (unknown parameters are an error)."""
     cls = detector_class(name)
     try:
-        return cls(**params)
+        det = cls(**params)
     except TypeError as exc:
         raise RareflowError(f"bad parameters for method '{name}': {exc}") from None
+    return det.check_params()
 
 
 __all__ = ["Detector", "FittedState", "available", "detector_class", "get_detector", "register"]

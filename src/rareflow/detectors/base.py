@@ -17,6 +17,13 @@ without labels it takes every row as that class (anomaly scenario, possibly cont
 A subclass implements ``_fit``, ``_score`` (outlier score for one-class, rare score otherwise) and
 ``_export`` / ``_import`` for persistence (JSON-able settings, numpy arrays, opaque byte blobs —
 never pickle). ``_analytic_threshold`` is optional (``chi2`` / ``k_sigma`` rules).
+
+Thresholds are owned by the detector: ``fit`` sets ``threshold_`` by the rule of its ``threshold``
+parameter, or by the class's ``default_threshold`` when that is None (``power-mahalanobis``: chi2);
+``threshold_rule_`` says which rule it was. Parameters are checked by :meth:`Detector.check_params`
+(``fit_on``, ``threshold``, ``random_state`` and the class's ``param_specs``, see
+:mod:`rareflow.detectors.params`) when built by ``get_detector`` and at the start of ``fit``.
+``deterministic = True`` declares a method whose model does not depend on its seed.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from rareflow.detectors.params import check, short
+from rareflow.detectors.thresholds import ThresholdRule, describe_rule, parse_rule, quantile_threshold
 from rareflow.errors import RareflowError
-from rareflow.detectors.thresholds import ThresholdRule, parse_rule, quantile_threshold
+from rareflow.seeding import check_seed
 
 Kind = Literal["one-class", "two-class", "supervised"]
 
@@ -50,10 +59,17 @@ class Detector(BaseEstimator):
     name: ClassVar[str] = ""
     kind: ClassVar[Kind] = "one-class"
     requires_labels: ClassVar[bool] = False
+    #: the rule used when the ``threshold`` parameter is None (ThresholdRule's defaults if empty)
+    default_threshold: ClassVar[dict[str, Any]] = {}
+    #: checked constructor parameters (see :mod:`rareflow.detectors.params`)
+    param_specs: ClassVar[dict[str, Any]] = {}
+    #: True when the fitted model does not depend on ``random_state`` (or there is none)
+    deterministic: ClassVar[bool] = False
 
     # -- public API -------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "Detector":
         """Learn from ``X`` (rows = events); ``y``: 1 rare / 0 bulk; optional event weights."""
+        self.check_params()
         Xa = self._validate_X(X, reset=True)
         ya = self._validate_y(y, len(Xa))
         wa = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
@@ -77,6 +93,24 @@ class Detector(BaseEstimator):
         self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
         return self
 
+    def check_params(self) -> "Detector":
+        """Validate the constructor parameters; a one-line :class:`RareflowError` names the first bad one."""
+        params = self.get_params(deep=False)
+        if self.kind == "one-class" and "fit_on" in params:
+            self._fit_on()
+        if "threshold" in params:
+            self._threshold_rule()
+        if params.get("random_state") is not None:
+            check_seed(params["random_state"], f"method '{self.name}': parameter random_state")
+        for pname, spec in self.param_specs.items():
+            if pname in params:
+                check(self.name, pname, params[pname], spec)
+        return self
+
+    @property
+    def threshold_rule_(self) -> str:
+        """The rule that places ``threshold_``, e.g. ``quantile(bulk_acceptance=0.01)``."""
+        return describe_rule(self._threshold_rule())
     def decision_function(self, X: Any) -> np.ndarray:
         """Score of each row of ``X``: higher = rarer."""
         check_is_fitted(self, "threshold_")
@@ -117,7 +151,9 @@ class Detector(BaseEstimator):
     def _fit_on(self) -> Literal["bulk", "rare"]:
         fit_on = getattr(self, "fit_on", "bulk")
         if fit_on not in ("bulk", "rare"):
-            raise RareflowError(f"fit_on must be 'bulk' or 'rare', got {fit_on!r}")
+            raise RareflowError(
+                f"method '{self.name}': fit_on={short(fit_on)} is invalid; a one-class method fits on bulk or rare (--fit-on bulk | rare)"
+            )
         return fit_on
 
     def _sign(self) -> float:
@@ -127,7 +163,8 @@ class Detector(BaseEstimator):
         return self._sign() * np.asarray(self._score(X), dtype=float)
 
     def _threshold_rule(self) -> ThresholdRule:
-        return parse_rule(getattr(self, "threshold", None))
+        spec = getattr(self, "threshold", None)
+        return parse_rule(spec if spec is not None else self.default_threshold)
 
     def _threshold_from(self, scores: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> float:
         rule = self._threshold_rule()

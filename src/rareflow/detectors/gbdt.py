@@ -18,6 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from rareflow.detectors import register
 from rareflow.detectors._sklearn import dump_sklearn, load_sklearn
 from rareflow.detectors.base import Detector, FittedState, Kind
+from rareflow.detectors.params import Flag, Number
 
 _TRUSTED = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
@@ -34,6 +35,15 @@ class GBDTDetector(Detector):
     name: ClassVar[str] = "gbdt"
     kind: ClassVar[Kind] = "supervised"
     requires_labels: ClassVar[bool] = True
+    param_specs: ClassVar[dict[str, Any]] = {
+        "max_iter": Number(integer=True, low=1),
+        "learning_rate": Number(low=0, low_open=True),
+        "max_leaf_nodes": Number(integer=True, low=2, none_ok=True),
+        "min_samples_leaf": Number(integer=True, low=1),
+        "l2_regularization": Number(low=0),
+        "early_stopping": Flag(),
+        "validation_fraction": Number(low=0, high=1, low_open=True, high_open=True),
+    }
 
     def __init__(
         self,

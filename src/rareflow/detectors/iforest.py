@@ -15,6 +15,7 @@ from sklearn.ensemble import IsolationForest
 from rareflow.detectors import register
 from rareflow.detectors._sklearn import dump_sklearn, load_sklearn
 from rareflow.detectors.base import Detector, FittedState, Kind
+from rareflow.detectors.params import Number
 
 _TRUSTED = frozenset({"sklearn.tree._tree.Tree"})
 
@@ -25,6 +26,11 @@ class IsolationForestDetector(Detector):
 
     name: ClassVar[str] = "iforest"
     kind: ClassVar[Kind] = "one-class"
+    param_specs: ClassVar[dict[str, Any]] = {
+        "n_estimators": Number(integer=True, low=1),
+        "max_samples": Number(low=0, low_open=True, words=("auto",)),
+        "n_jobs": Number(integer=True, none_ok=True),
+    }
 
     def __init__(
         self,

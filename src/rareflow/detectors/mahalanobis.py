@@ -17,6 +17,7 @@ from scipy import stats
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Detector, FittedState, Kind
+from rareflow.detectors.params import Number
 from rareflow.detectors.thresholds import ThresholdRule
 
 
@@ -38,6 +39,8 @@ class MahalanobisDetector(Detector):
 
     name: ClassVar[str] = "mahalanobis"
     kind: ClassVar[Kind] = "one-class"
+    deterministic: ClassVar[bool] = True
+    param_specs: ClassVar[dict[str, Any]] = {"ridge": Number(low=0)}
 
     def __init__(self, fit_on: str = "bulk", ridge: float = 1e-6, threshold: dict[str, Any] | None = None) -> None:
         self.fit_on = fit_on

@@ -24,7 +24,6 @@ from scipy import stats
 from rareflow.detectors import register
 from rareflow.detectors.base import FittedState
 from rareflow.detectors.mahalanobis import MahalanobisDetector
-from rareflow.detectors.thresholds import ThresholdRule, parse_rule
 
 
 def _yeojohnson(X: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
@@ -36,12 +35,10 @@ class PowerMahalanobisDetector(MahalanobisDetector):
     """Yeo-Johnson per feature, standardisation, then :class:`MahalanobisDetector`."""
 
     name: ClassVar[str] = "power-mahalanobis"
+    default_threshold: ClassVar[dict[str, Any]] = {"rule": "chi2", "alpha": 0.01}
 
     def __init__(self, fit_on: str = "bulk", ridge: float = 1e-6, threshold: dict[str, Any] | None = None) -> None:
         super().__init__(fit_on=fit_on, ridge=ridge, threshold=threshold)
-
-    def _threshold_rule(self) -> ThresholdRule:
-        return parse_rule(self.threshold if self.threshold is not None else {"rule": "chi2", "alpha": 0.01})
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         Z = _yeojohnson(X, self.lambdas_)

@@ -37,16 +37,27 @@ class ThresholdRule(BaseModel):
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "ThresholdRule":
+        given = set(self.model_fields_set)  # filled defaults must not count as given (see ThresholdConfig)
         if self.rule == "chi2" and self.alpha is None:
             self.alpha = 0.01
         if self.rule == "k_sigma" and self.k is None:
             self.k = 3.0
         if self.rule == "quantile" and self.bulk_acceptance is None and self.rare_efficiency is None:
             self.bulk_acceptance = 0.01
+        self.model_fields_set.intersection_update(given)
         return self
 
 
 DEFAULT_RARE_EFFICIENCY = 0.9
+
+#: the fields of a rule (an experiment's threshold section may hold others, e.g. calibration_fraction)
+RULE_FIELDS = ("rule", "bulk_acceptance", "rare_efficiency", "alpha", "k")
+
+
+def describe_rule(rule: ThresholdRule) -> str:
+    """Short text of a rule, e.g. ``quantile(bulk_acceptance=0.01)`` or ``chi2(alpha=0.01)``."""
+    args = ", ".join(f"{k}={getattr(rule, k):g}" for k in RULE_FIELDS[1:] if getattr(rule, k) is not None)
+    return f"{rule.rule}({args})"
 
 
 def parse_rule(spec: ThresholdRule | dict[str, Any] | None) -> ThresholdRule:
@@ -58,8 +69,9 @@ def parse_rule(spec: ThresholdRule | dict[str, Any] | None) -> ThresholdRule:
     except Exception as exc:  # pydantic's message is multi-line: keep the first error
         first = str(exc).splitlines()
         detail = " ".join(first[1:3]) if len(first) > 2 else str(exc)
+        text = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
         raise RareflowError(
-            f"invalid threshold {spec!r}: {detail}; use e.g. {{rule: quantile, bulk_acceptance: 0.01}}"
+            f"invalid threshold {text}: {detail[:200]}; use e.g. {{rule: quantile, bulk_acceptance: 0.01}}"
         ) from None
 
 

@@ -66,6 +66,6 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def compare(cfg: ExperimentConfig, out_dir: str | Path, data_seed: int = 0, scheduler: str | None = None) -> dict[str, Path]:
+def compare(cfg: ExperimentConfig, out_dir: str | Path, data_seed: int | None = None, scheduler: str | None = None) -> dict[str, Path]:
     """Run ``cfg`` (in-process, or on Dask with ``scheduler``) and write its outputs."""
     return write_outputs(run_experiment(cfg, data_seed, scheduler), out_dir)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from rareflow import __version__
-from rareflow.detectors import detector_class
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -142,10 +141,11 @@ def findings(doc: dict[str, Any]) -> list[str]:
         )
     target = doc.get("threshold", {}).get("bulk_acceptance")
     if target and not (sc["kind"] == "anomaly" and sc.get("fit_on") == "rare"):
-        drift = {
+        drift = {  # only the methods whose cut was placed for that bulk acceptance
             m: v.get("bulk_acceptance_at_threshold")
             for m, v in methods.items()
             if v.get("bulk_acceptance_at_threshold") is not None
+            and f"bulk_acceptance={target:g}" in str(v.get("threshold_rule", f"bulk_acceptance={target:g}"))
         }
         off = {m: a for m, a in drift.items() if a > 2 * target or a < target / 2}
         if off:
@@ -163,16 +163,13 @@ def _metrics_table(doc: dict[str, Any]) -> str:
         "<tr><th class=l>method</th><th class=l>kind</th><th>ROC AUC</th><th>AP</th>"
         + "".join(f"<th>eff @ {a}</th>" for a in accs)
         + "<th>Q<sub>max</sub></th><th>eff @ cut</th><th>bulk acc @ cut</th><th>purity @ cut</th>"
-        "<th>Li&amp;Ma σ</th><th>fit s</th><th>events/s</th></tr>"
+        "<th>Li&amp;Ma σ</th><th class=l>cut rule (set by)</th><th>fit s</th><th>events/s</th></tr>"
     )
     best = max(doc["methods"], key=lambda m: doc["methods"][m].get("auc") or -1)
     rows = []
     for name, v in doc["methods"].items():
-        method_name = next((m["name"] for m in doc.get("methods_config", []) if (m.get("label") or m["name"]) == name), name)
-        try:
-            kind = detector_class(method_name).kind
-        except Exception:
-            kind = "?"
+        kind = html.escape(str(v.get("kind", "?")))  # written by the runner into every result row
+        rule = html.escape(f"{v.get('threshold_rule', '?')} ({v.get('threshold_source', '?')})")
         eff, eff_s = v.get("rare_efficiency_at_bulk_acceptance", {}), v.get("rare_efficiency_at_bulk_acceptance_std", {})
         cells = [
             f"<td class=l>{html.escape(name)}</td><td class=l>{kind}</td>",
@@ -183,6 +180,7 @@ def _metrics_table(doc: dict[str, Any]) -> str:
             f"<td>{_fmt(v.get('bulk_acceptance_at_threshold'), v.get('bulk_acceptance_at_threshold_std'), 4)}</td>",
             f"<td>{_fmt(v.get('purity_at_threshold'), v.get('purity_at_threshold_std'))}</td>",
             f"<td>{_fmt(v.get('li_ma_significance'), v.get('li_ma_significance_std'), 1)}</td>",
+            f"<td class=l>{rule}</td>",
             f"<td>{_fmt(v.get('fit_seconds'), None, 2)}</td><td>{_fmt_g(v.get('score_events_per_second'))}</td>",
         ]
         cls = ' class="best"' if name == best else ""

@@ -23,7 +23,7 @@ from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
 from rareflow.progress import make_progress
 from rareflow.scenarios import Split, anomaly_split, rare_split
-from rareflow.seeding import derive_seed, seed_everything
+from rareflow.seeding import method_seed, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,21 @@ def applicability(cfg: ExperimentConfig, method: MethodConfig) -> str | None:
     return None
 
 
+def threshold_source(cfg: ExperimentConfig, method: MethodConfig) -> str:
+    """Who sets a method's threshold rule: its params, the experiment's threshold section, or itself."""
+    if "threshold" in method.params:
+        return "method params"
+    return "experiment" if cfg.threshold.overrides() else "detector default"
+
+
 def build_detector(cfg: ExperimentConfig, method: MethodConfig, seed: int) -> Detector:
-    """A fresh detector for one seed: the method's params + experiment threshold, fit_on and seed."""
+    """A fresh detector for one seed: the method's params, the experiment's threshold rule when the
+    experiment gives one explicitly, fit_on, and ``random_state = method_seed(seed, name)``
+    (the one meaning of a seed, see :mod:`rareflow.seeding`)."""
     cls = detector_class(method.name)
     params = dict(method.params)
     accepted = cls._get_param_names()
-    if "threshold" in accepted and "threshold" not in params:
+    if "threshold" in accepted and "threshold" not in params and cfg.threshold.overrides():
         params["threshold"] = cfg.threshold.rule_dict()
     if cls.kind == "one-class":
         want = cfg.scenario.fit_on if cfg.scenario.kind == "anomaly" else params.get("fit_on", "bulk")
@@ -164,7 +173,7 @@ def build_detector(cfg: ExperimentConfig, method: MethodConfig, seed: int) -> De
             )
         params["fit_on"] = want
     if "random_state" in accepted and "random_state" not in params:
-        params["random_state"] = derive_seed(seed, method.name)
+        params["random_state"] = method_seed(seed, method.name)
     return get_detector(method.name, **params)
 
 
@@ -215,7 +224,7 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
     Pure given its inputs (seeded inside), so it runs the same in-process or on a Dask worker.
     """
     seed = split.seed
-    seed_everything(derive_seed(seed, method.name))
+    seed_everything(method_seed(seed, method.name))
     det = build_detector(cfg, method, seed)
     X, y = _inputs(det, ds), ds.y
     assert y is not None
@@ -238,17 +247,20 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
         significance_events=cfg.significance.n_events, significance_alpha=cfg.significance.alpha,
     )
     m.update(fit_seconds=fit_seconds, score_events_per_second=len(Xt) / score_seconds)
+    m.update(kind=det.kind, threshold_rule=det.threshold_rule_, threshold_source=threshold_source(cfg, method))
     gallery = _gallery(det, ds, split.test_idx, scores) if seed == cfg.scenario.seeds[0] else None
     return TaskResult(method.display, seed, m, scores, float(det.threshold_), gallery)
 
 
-def run_experiment(cfg: ExperimentConfig, data_seed: int = 0, scheduler: str | None = None) -> RunResult:
+def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, scheduler: str | None = None) -> RunResult:
     """Run every method of ``cfg`` on identical splits for every seed.
+
+    ``data_seed`` seeds the simulator (``source: simulate``); default: the first split seed.
 
     ``scheduler``: None runs in this process; ``"local"`` or a Dask scheduler address runs the
     (seed, method) tasks on Dask (see :mod:`rareflow.parallel`) with identical results.
     """
-    ds = load_experiment_data(cfg, data_seed)
+    ds = load_experiment_data(cfg, cfg.scenario.seeds[0] if data_seed is None else data_seed)
     assert ds.y is not None
     skipped: dict[str, str] = {}
     runnable: list[MethodConfig] = []

@@ -43,6 +43,9 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for sub in first:
                 means[sub], stds[sub] = _mean_std([r[key][sub] for r in rows])
             out[key], out[f"{key}_std"] = means, stds
+        elif isinstance(first, str):  # labels such as kind, threshold_rule: kept when every seed agrees
+            values = {r.get(key) for r in rows}
+            out[key] = first if len(values) == 1 else sorted(map(str, values))
         elif isinstance(first, (int, float, np.floating, np.integer)) or first is None:
             out[key], out[f"{key}_std"] = _mean_std([r[key] for r in rows])
     return out
