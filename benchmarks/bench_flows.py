@@ -173,7 +173,8 @@ def evaluate_rate(model: nn.Module, X: np.ndarray, batch: int) -> float:
 
 
 def train_loop_rate(x: torch.Tensor, epochs: int = 2) -> float:
-    from rareflow.flows import Batch, nll_loss, train
+    from rareflow.flows import nll_loss
+    from rareflow.training import Batch, train
 
     model = make_rareflow()
     h = train(model, nll_loss, Batch(x), Batch(x[:8192]), epochs=epochs, batch_size=TRAIN_BATCH, lr=1e-4, patience=0, progress=False)

@@ -40,8 +40,9 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from rareflow.atomic import write_text_atomic
-from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, nll_loss, split_indices, to_tensor, train
-from rareflow.flows.train import trimmed_nll_loss
+from rareflow.flows import FlowConfig, FlowModel, Preprocessor, nll_loss
+from rareflow.training import Batch, split_indices, to_tensor, train
+from rareflow.flows.losses import trimmed_nll_loss
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.deep_aa import fit_deep_aa, sample_archetype, sample_nullspace
 from rareflow.io.idx import load_idx_pair

@@ -6,7 +6,7 @@ on the 75% and prints ROC AUC and rare efficiency at 1% / 5% bulk acceptance on 
 
 Usage:
     python examples/tune_two_class.py flow-classifier '{"ensemble": 3}'
-    python examples/tune_two_class.py selfsup-flow '{"b_class": "rare"}' --config examples/magic_rare_flows.yaml
+    python examples/tune_two_class.py selfsup-flow '{"fit_on": "rare"}' --config examples/magic_rare_flows.yaml
 
 The figures quoted in docs/flow-classifier.md and docs/selfsup-flow.md under "how the defaults
 were chosen" come from this script (run with OMP_NUM_THREADS=1).

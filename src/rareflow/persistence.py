@@ -28,7 +28,7 @@ from safetensors.numpy import save as st_save
 
 from rareflow import __version__
 from rareflow.atomic import write_bytes_atomic
-from rareflow.detectors import Detector, FittedState, detector_class
+from rareflow.detectors import Detector, FittedState, get_detector
 from rareflow.errors import RareflowError
 
 SCHEMA_VERSION = 1
@@ -87,8 +87,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_model(path: str | os.PathLike[str]) -> Detector:
     """Rebuild a fitted detector from ``path`` (no code from the file is executed)."""
     meta = read_meta(path)
-    cls = detector_class(meta["method"])
-    detector = cls(**meta["params"])
+    detector = get_detector(meta["method"], **meta["params"])  # also maps older parameter layouts
     try:
         with zipfile.ZipFile(path) as zf:
             arrays = st_load(zf.read("arrays.safetensors"))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from rareflow.errors import RareflowError
-from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, nll_loss, one_hot, train
+from rareflow.flows import FlowConfig, FlowModel, Preprocessor, nll_loss, one_hot
+from rareflow.training import Batch, train
 
 KINDS = ["realnvp", "maf", "nsf"]
 

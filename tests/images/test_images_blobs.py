@@ -11,8 +11,8 @@ import torch
 from rareflow.iact.images import expm1_charge
 from rareflow.detectors import get_detector
 from rareflow.detectors.conv_autoencoder import reconstruction_loss
-from rareflow.flows.conv import ConvAutoencoderNet
-from rareflow.flows.train import Batch
+from rareflow.nets.conv import ConvAutoencoderNet
+from rareflow.training import Batch
 from rareflow.outliers.blobs import AMPLITUDE, COVER, add_light_blobs, blob_masks
 from rareflow.persistence import load_model, save_model
 

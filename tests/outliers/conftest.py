@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, nll_loss, train
+from rareflow.flows import FlowConfig, FlowModel, Preprocessor, nll_loss
+from rareflow.training import Batch, train
 
 
 def correlated(n: int = 1500, seed: int = 0) -> np.ndarray:

@@ -10,12 +10,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from rareflow.errors import RareflowError
-from rareflow.flows.train import Batch
+from rareflow.training import Batch
 from rareflow.outliers.training import (
     MLP,
     classifier_score,
     discriminator_score,
     kl_uniform,
+    mlp_from_state,
+    mlp_state,
     oe_loss,
     predict_classes,
     train_discriminator,
@@ -95,7 +97,7 @@ def test_seeded_and_errors() -> None:
 def test_mlp_state_round_trip() -> None:
     X, y, ring, _ = toy()
     net, _ = train_oe_classifier(X[:200], y[:200], ring[:200], seed=0, hidden=(8, 8), epochs=2, n_threads=1)
-    json, arrays = net.to_state()
-    back = MLP.from_state(json, arrays)
+    json, arrays = mlp_state(net)
+    back = mlp_from_state(json, arrays)
     assert np.array_equal(classifier_score(net, X[:40]), classifier_score(back, X[:40]))
     assert math.isclose(float(back.std[0]), float(net.std[0]))

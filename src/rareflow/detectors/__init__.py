@@ -30,7 +30,7 @@ def _load_all() -> None:
     if _LOADED:
         return
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "params", "thresholds") and not mod.name.startswith("_"):
+        if mod.name not in ("base", "params", "thresholds", "torch_base") and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
     _LOADED = True
 
@@ -50,8 +50,19 @@ def detector_class(name: str) -> type[Detector]:
 
 
 def get_detector(name: str, **params: Any) -> Detector:
-    """A new detector ``name`` with constructor ``params`` (unknown parameters are an error)."""
+    """A new detector ``name`` with constructor ``params`` (unknown parameters are an error).
+
+    Torch methods take their training settings as one ``training`` mapping; for convenience (and
+    for model files saved before it existed) settings given at the top level, e.g.
+    ``get_detector("flow", epochs=5)`` or ``--param epochs=5``, are moved into ``training``
+    (:meth:`rareflow.detectors.torch_base.TorchDetector.upgrade_params`; a top-level value wins
+    over the same key in ``training``), and renamed parameters (selfsup-flow's ``b_class``, now
+    ``fit_on``) get their new name.
+    """
     cls = detector_class(name)
+    upgrade = getattr(cls, "upgrade_params", None)
+    if upgrade is not None:
+        params = upgrade(params)
     try:
         det = cls(**params)
     except TypeError as exc:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rareflow.iact.images import check_images, iterate_batches
+from rareflow.iact.images import check_images
 from rareflow.detectors.base import Detector
 from rareflow.errors import RareflowError
-from rareflow.flows.train import torch_threads
+from rareflow.training import predict_batched
 
 REDUCES = ("mean", "max")
 
@@ -55,14 +55,8 @@ class ImageDetector(Detector):
         model = self._model()
         p = next(model.parameters())
         model.eval()
-        out = np.empty(X.shape, dtype=np.float32)
-        start = 0
-        with torch_threads(self.n_threads), torch.inference_mode():
-            for xb in iterate_batches(X, max(int(self.score_batch_size), 1)):
-                m = self._map_batch(xb.to(device=p.device, dtype=p.dtype))
-                out[start : start + len(xb)] = m.float().cpu().numpy()
-                start += len(xb)
-        return out
+        return predict_batched(lambda x: self._map_batch(x[:, None]).float(), X, self.score_batch_size, p.device,
+                               dtype=p.dtype, out_dtype=np.float32, n_threads=self.n_threads)  # fmt: skip
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         maps = self._maps(X).reshape(len(X), -1).astype(np.float64)

@@ -43,12 +43,11 @@ default 3; ``None``: no cap); ``pull_context`` (experimental) makes it 2-D,
 (2k+1)^2 window (default: 1 for ``error``, 0 for ``pull``).
 The anomaly map :math:`A` goes back to the camera pixels with ``GridMapping.to_pixels``.
 Convolutional autoencoders for anomaly localisation: Masci et al. 2011; Bergmann et al. 2019
-(MVTec AD, pixel-wise reconstruction error). Training goes through :func:`rareflow.flows.train.train`.
+(MVTec AD, pixel-wise reconstruction error). Training goes through :func:`rareflow.training.train`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -62,9 +61,9 @@ from rareflow.detectors import register
 from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.errors import RareflowError
-from rareflow.flows.conv import ConvAutoencoderNet
+from rareflow.nets.conv import ConvAutoencoderNet
 from rareflow.outliers.blobs import add_light_blobs
-from rareflow.flows.train import Batch, TrainingDiverged, resolve_device, split_indices, to_tensor, train, weighted_mean
+from rareflow.training import Batch, apply_policy, predict_batched, resolve_device, split_indices, to_tensor, train, weighted_mean
 from rareflow.seeding import derive_seed
 
 _PREFIX = "model/"
@@ -150,19 +149,13 @@ def fit_autoencoder_net(det: Any, X: np.ndarray, w: np.ndarray | None, channels:
     valid = image_batch(X, va, w32) if len(va) else None
     if valid is not None and denoise > 0:
         valid = _corrupted_validation(valid, cells, float(denoise), 0 if seed is None else derive_seed(seed, "denoise-valid"))
-    try:
-        history = train(
+    history = apply_policy(lambda: train(
             net, reconstruction_loss(loss, float(denoise), cells), image_batch(X, tr, w32), valid,
             epochs=int(epochs), batch_size=int(det.batch_size), lr=float(det.lr), weight_decay=float(det.weight_decay),
             schedule=det.schedule, clip_grad=det.clip_grad, patience=int(det.patience),
             seed=None if seed is None else derive_seed(seed, "train"), n_threads=det.n_threads, device=det.device,
             eval_batch_size=int(det.score_batch_size), progress=bool(det.progress), description=description,
-        )  # fmt: skip
-    except TrainingDiverged as exc:
-        if det.on_divergence == "raise":
-            raise
-        warnings.warn(f"{exc}; continuing with those weights (on_divergence='keep')", stacklevel=2)
-        history = exc.history
+        ), det.on_divergence)  # fmt: skip
     return net, history
 
 
@@ -273,12 +266,8 @@ class ConvAutoencoderDetector(ImageDetector):
     def _reconstruct(self, X: np.ndarray) -> np.ndarray:
         p = next(self.model_.parameters())
         self.model_.eval()
-        out = np.empty(X.shape, dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(X), max(int(self.score_batch_size), 1)):
-                xb = torch.from_numpy(np.ascontiguousarray(X[start : start + int(self.score_batch_size)][:, None]))
-                out[start : start + len(xb)] = self.model_(xb.to(device=p.device, dtype=p.dtype))[:, 0].float().cpu().numpy()
-        return out
+        return predict_batched(lambda x: self.model_(x[:, None])[:, 0].float(), X, self.score_batch_size, p.device,
+                               dtype=p.dtype, out_dtype=np.float32, n_threads=self.n_threads)  # fmt: skip
 
     def _fit_pull_scale(self, X: np.ndarray) -> None:
         """Robust spread of the charge residual vs the reconstruction, on held-out training images."""

@@ -42,7 +42,6 @@ on the image log-likelihood (mean over positions): it needs labels; B is the ``f
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -57,8 +56,9 @@ from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.detectors.conv_autoencoder import fit_autoencoder_net, image_batch
 from rareflow.errors import RareflowError
-from rareflow.flows.conv import ConvEncoder, FlowSteps2d, pad_to_multiple, selfsup_image_loss
-from rareflow.flows.train import Batch, TrainingDiverged, resolve_device, split_indices, train, weighted_mean
+from rareflow.flows.conv import FlowSteps2d, selfsup_image_loss
+from rareflow.nets.conv import ConvEncoder, pad_to_multiple
+from rareflow.training import Batch, apply_policy, resolve_device, split_indices, train, weighted_mean
 from rareflow.seeding import derive_seed
 
 _PREFIX = "model/"
@@ -323,8 +323,7 @@ class FastFlowDetector(ImageDetector):
         else:
             Xall, label, wall, loss_fn, val_fn = X, None, w32, _nll_loss, None
         tr, va = split_indices(len(Xall), float(self.validation_fraction), None if seed is None else derive_seed(seed, "flow-split"))
-        try:
-            return train(
+        return apply_policy(lambda: train(
                 model, loss_fn, image_batch(Xall, tr, wall, label), image_batch(Xall, va, wall, label) if len(va) else None,
                 val_loss_fn=val_fn,
                 epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
@@ -332,12 +331,7 @@ class FastFlowDetector(ImageDetector):
                 patience=int(self.patience), seed=None if seed is None else derive_seed(seed, "flow-train"),
                 n_threads=self.n_threads, device=self.device, eval_batch_size=int(self.score_batch_size),
                 progress=bool(self.progress), description="fastflow" + (" (selfsup)" if self.loss == "selfsup" else ""),
-            )  # fmt: skip
-        except TrainingDiverged as exc:
-            if self.on_divergence == "raise":
-                raise
-            warnings.warn(f"{exc}; continuing with those weights (on_divergence='keep')", stacklevel=2)
-            return exc.history
+            ), self.on_divergence)  # fmt: skip
 
     # -- scoring ---------------------------------------------------------------------------------
     def _map_batch(self, x: Tensor) -> Tensor:

@@ -28,26 +28,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-
 from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._flowfit import (
-    check_flow_params,
-    fit_preprocessor,
-    make_batch,
-    make_flow,
-    prefixed,
-    run_training,
-    seed_of,
-    small_history,
-)
-from rareflow.detectors.base import Detector, FittedState, Kind
+from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors.base import FittedState, Kind
 from rareflow.errors import RareflowError
-from rareflow.flows.model import FlowModel, one_hot
+from rareflow.flows.model import FlowModel
 from rareflow.flows.selfsup import class_nll_loss, log_odds
-from rareflow.flows.train import resolve_device, split_indices, torch_threads
+from rareflow.training import SPLIT, module_arrays, small_history, stratified_split
 
 MODES = ("two-flows", "conditional")
 
@@ -87,26 +77,14 @@ class ClassFlows(nn.Module):
         """``(log p(x|bulk), log p(x|rare))``."""
         return self.class_log_prob(x, 0), self.class_log_prob(x, 1)
 
-    def evaluate_pair(self, X: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Both class log-likelihoods of numpy rows, batched, float64, member mean."""
-        out = [np.zeros(len(X)), np.zeros(len(X))]
-        for cls in (0, 1):
-            for k in range(self.members):
-                if self.conditional:
-                    ctx = one_hot(np.full(len(X), cls), 2).numpy()
-                    lp = self.models[k].evaluate(X, ctx, batch_size=batch_size, latent=False)["log_prob"]
-                else:
-                    lp = self.models[2 * k + cls].evaluate(X, batch_size=batch_size, latent=False)["log_prob"]
-                out[cls] += lp / self.members
-        return out[0], out[1]
-
 
 @register
-class FlowClassifier(Detector):
+class FlowClassifier(FlowBase):
     """Likelihood ratio of class-conditional flows (two-class, needs labels).
 
     Defaults: an ensemble of 5 conditional RealNVPs (8 couplings of (128, 128), ELU, class as
-    one-hot context) on a shared preprocessing, early stopping on the 1%-trimmed class NLL of a 20% validation split of the training data.
+    one-hot context) on a shared preprocessing, early stopping on the 1%-trimmed class NLL of a
+    20% validation split of the training data (stratified by class).
     See ``docs/flow-classifier.md`` for how they were chosen and the MAGIC results.
     """
 
@@ -125,24 +103,12 @@ class FlowClassifier(Detector):
         bins: int = 8,
         discriminative: float = 0.0,
         rare_fraction: float | None = None,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-5,
-        schedule: str = "cosine",
-        clip_grad: float | None = 5.0,
-        patience: int = 10,
-        validation_fraction: float = 0.2,
         val_trim: float = 0.01,
         log_features: Sequence[str] | bool | None = None,
         dequantize: Sequence[str] | bool | None = None,
         threshold: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         random_state: int | None = 0,
-        device: str = "cpu",
-        n_threads: int | None = None,
-        score_batch_size: int = 2048,
-        on_divergence: str = "raise",
-        progress: bool = True,
     ) -> None:
         self.mode = mode
         self.ensemble = ensemble
@@ -153,28 +119,16 @@ class FlowClassifier(Detector):
         self.bins = bins
         self.discriminative = discriminative
         self.rare_fraction = rare_fraction
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.clip_grad = clip_grad
-        self.patience = patience
-        self.validation_fraction = validation_fraction
         self.val_trim = val_trim
         self.log_features = log_features
         self.dequantize = dequantize
         self.threshold = threshold
+        self.training = training
         self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.score_batch_size = score_batch_size
-        self.on_divergence = on_divergence
-        self.progress = progress
 
     # -- fitting ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_flow_params(self)
+        self._check_flow()
         if self.mode not in MODES:
             raise RareflowError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.rare_fraction is not None and not 0.0 < float(self.rare_fraction) < 1.0:
@@ -184,47 +138,52 @@ class FlowClassifier(Detector):
         if float(self.discriminative) < 0:
             raise RareflowError(f"discriminative must be >= 0, got {self.discriminative}")
 
-    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
-        self._check_params()
-        assert y is not None
-        pre = fit_preprocessor(self, X)
+    def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassFlows:
+        pre = self._preprocessor(X)
         conditional = self.mode == "conditional"
-        models = []
-        for m in range(int(self.ensemble)):
-            if conditional:
-                models.append(make_flow(self, pre, context=2, key=f"flow-init-{m}"))
-            else:
-                models += [make_flow(self, pre, key=f"flow-init-{m}-{k}") for k in (0, 1)]
+        per_member = [2] if conditional else [0, 0]
+        models = [self._new_flow(pre, context=c) for _ in range(int(self.ensemble)) for c in per_member]
         for model in models[1:]:  # one preprocessing, each model its own copy
             model.pre.load_state_dict(models[0].pre.state_dict())
-        self.model_ = ClassFlows(models, conditional)
-        tr, va = _stratified_split(y, float(self.validation_fraction), seed_of(self, "split"))
-        w = None if sample_weight is None else sample_weight.astype(np.float32)
-        prior = log_odds(_fraction(y[tr], None if w is None else w[tr]))
-        lam = float(self.discriminative)
-        self.history_ = run_training(
-            self, self.model_, class_nll_loss(lam, prior),
-            make_batch(X, tr, y.astype(np.float32), w), make_batch(X, va, y.astype(np.float32), w),
-            class_nll_loss(lam, prior, trim=float(self.val_trim)), f"flow-classifier ({self.mode})",
-        )  # fmt: skip
-        self.train_log_prior_ = prior
-        self._fit_calibration(X[va] if len(va) else X[tr], y[va] if len(va) else y[tr])
+        assert y is not None
+        self.train_log_prior_ = log_odds(_fraction(y, w))
+        return ClassFlows(models, conditional)
 
-    def _fit_calibration(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        return X, y, w
+
+    def _split(self, X: np.ndarray, label: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        assert label is not None
+        self._rows = stratified_split(label, self.training_config().validation_fraction, self._seed(SPLIT))
+        return self._rows
+
+    def _loss(self) -> Any:
+        return class_nll_loss(float(self.discriminative), self.train_log_prior_)
+
+    def _val_loss(self) -> Any:
+        return class_nll_loss(float(self.discriminative), self.train_log_prior_, trim=float(self.val_trim))
+
+    def _description(self) -> str:
+        return f"flow-classifier ({self.mode})"
+
+    def _after_fit(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> None:
         """Platt scaling :math:`P(\\mathrm{rare}|x) = \\sigma(a\\,s + b)` of the bare ratio on held-out rows."""
-        s = self._ratio(X) if len(np.unique(y)) == 2 else None
+        assert y is not None
+        tr, va = self.__dict__.pop("_rows")
+        rows = va if len(va) else tr
+        Xc, yc = X[rows], y[rows]
+        s = self._ratio(Xc) if len(np.unique(yc)) == 2 else None
+        prior = log_odds(max(min(float(yc.mean()), 1 - 1e-6), 1e-6))
         if s is None or not np.isfinite(s).all():
-            self.calibration_ = np.array([1.0, log_odds(max(min(float(y.mean()), 1 - 1e-6), 1e-6))])
+            self.calibration_ = np.array([1.0, prior])
         else:
-            lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.clip(s, -1e3, 1e3)[:, None], y)
+            lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.clip(s, -1e3, 1e3)[:, None], yc)
             self.calibration_ = np.array([float(lr.coef_[0, 0]), float(lr.intercept_[0])])
-        self.calibration_prior_ = log_odds(max(min(float(y.mean()), 1 - 1e-6), 1e-6))
+        self.calibration_prior_ = prior
 
     # -- scoring ---------------------------------------------------------------------------------
     def _pair(self, X: np.ndarray) -> np.ndarray:
-        with torch_threads(self.n_threads):
-            lp0, lp1 = self.model_.evaluate_pair(X, int(self.score_batch_size))
-        return np.column_stack([lp0, lp1])
+        return self._predict(lambda x: torch.stack(self.model_.log_prob_pair(x), dim=1), X)
 
     def _ratio(self, X: np.ndarray) -> np.ndarray:
         lp = self._pair(X)
@@ -252,28 +211,21 @@ class FlowClassifier(Detector):
         p = 1.0 / (1.0 + np.exp(-(a * s + b + shift)))
         return np.column_stack([1.0 - p, p])
 
-    def _checked(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "model_"):
-            raise RareflowError("the flow-classifier is not fitted; call fit first")
-        return self._validate_X(X, reset=False)
-
-    # -- persistence -----------------------------------------------------------------------------
+    # -- persistence: one flow per member (and class), as in files saved before TorchDetector ----------
     def _export(self) -> FittedState:
         state = FittedState(json={
-            "models": [], "conditional": self.model_.conditional, "history": small_history(self.history_),
-            "train_log_prior": self.train_log_prior_,
+            "models": [m.to_state()[0] for m in self.model_.models], "conditional": self.model_.conditional,
+            "history": small_history(self.history_), "train_log_prior": self.train_log_prior_,
             "calibration_prior": self.calibration_prior_,
         })  # fmt: skip
         for k, model in enumerate(self.model_.models):
-            json, arrays = model.to_state()
-            state.json["models"].append(json)
-            state.arrays.update({f"model{k}/{name}": v for name, v in arrays.items()})
+            state.arrays.update(module_arrays(model, f"model{k}/"))
         state.arrays["calibration"] = np.asarray(self.calibration_, dtype=float)
         return state
 
     def _import(self, state: FittedState) -> None:
-        models = [FlowModel.from_state(j, prefixed(state.arrays, f"model{k}/")) for k, j in enumerate(state.json["models"])]
-        self.model_ = ClassFlows(models, bool(state.json["conditional"])).to(resolve_device(self.device)).eval()
+        models = [self._load_flow(j, state.arrays, f"model{k}/") for k, j in enumerate(state.json["models"])]
+        self.model_ = ClassFlows(models, bool(state.json["conditional"])).eval()
         self.history_ = state.json.get("history", {})
         self.train_log_prior_ = float(state.json["train_log_prior"])
         self.calibration_prior_ = float(state.json["calibration_prior"])
@@ -284,13 +236,3 @@ def _fraction(y: np.ndarray, w: np.ndarray | None) -> float:
     """(Weighted) rare fraction, kept inside (0, 1)."""
     f = float(np.average(y, weights=w)) if len(y) else 0.5
     return min(max(f, 1e-6), 1 - 1e-6)
-
-
-def _stratified_split(y: np.ndarray, fraction: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) indices with the class mix kept in both."""
-    parts = []
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        tr, va = split_indices(len(idx), fraction, None if seed is None else seed + cls)
-        parts.append((idx[tr], idx[va]))
-    return np.sort(np.concatenate([p[0] for p in parts])), np.sort(np.concatenate([p[1] for p in parts]))

@@ -21,17 +21,15 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._flowfit import fit_preprocessor, make_batch, prefixed, run_training, seed_of, small_history
-from rareflow.detectors.base import Detector, FittedState, Kind
-from rareflow.errors import RareflowError
+from rareflow.detectors.base import Kind
+from rareflow.detectors.torch_base import TorchDetector
 from rareflow.flows.preprocessing import Preprocessor
-from rareflow.flows.train import Batch, resolve_device, split_indices, torch_threads, weighted_mean
-from rareflow.outliers.training import MLP
+from rareflow.nets.mlp import MLP
+from rareflow.training import Batch, weighted_mean
 
 
 class ClassifierNet(nn.Module):
@@ -54,7 +52,7 @@ def bce_loss(model: nn.Module, batch: Batch) -> Tensor:
 
 
 @register
-class NNClassifier(Detector):
+class NNClassifier(TorchDetector):
     """MLP rare-vs-bulk classifier; score = logit (higher = rarer).
 
     Defaults (3 layers of 256, dropout 0.1, batch 256, lr 1e-3, up to 100 epochs with early
@@ -64,80 +62,48 @@ class NNClassifier(Detector):
     name: ClassVar[str] = "nn-classifier"
     kind: ClassVar[Kind] = "supervised"
     requires_labels: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {"weight_decay": 1e-4, "score_batch_size": 8192}
+    weights_prefix: ClassVar[str] = "net/"
 
     def __init__(
         self,
         hidden: Sequence[int] = (256, 256, 256),
         dropout: float = 0.1,
         balance: bool = True,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        schedule: str = "cosine",
-        clip_grad: float | None = 5.0,
-        patience: int = 10,
-        validation_fraction: float = 0.2,
         log_features: Sequence[str] | bool | None = None,
         threshold: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         random_state: int | None = 0,
-        device: str = "cpu",
-        n_threads: int | None = None,
-        score_batch_size: int = 8192,
-        on_divergence: str = "raise",
-        progress: bool = True,
     ) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.balance = balance
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.clip_grad = clip_grad
-        self.patience = patience
-        self.validation_fraction = validation_fraction
         self.log_features = log_features
         self.threshold = threshold
+        self.training = training
         self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.score_batch_size = score_batch_size
-        self.on_divergence = on_divergence
-        self.progress = progress
 
-    dequantize = False  # the classifier needs no density, so no dequantisation noise
+    def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassifierNet:
+        names = getattr(self, "feature_names_in_", None)
+        pre = Preprocessor.fit(X, feature_names=None if names is None else [str(c) for c in names],
+                               log_features=self.log_features, dequantize=False)  # fmt: skip
+        return ClassifierNet(pre, tuple(self.hidden), float(self.dropout))
 
-    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
+    def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Labels as the target; with ``balance`` each class gets half of the total weight."""
         assert y is not None
-        if self.on_divergence not in ("raise", "keep"):
-            raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
-        w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        w = np.ones(len(X)) if w is None else np.asarray(w, dtype=float)
         if self.balance:
             for cls in (0, 1):
                 w = np.where(y == cls, w / max(w[y == cls].sum(), 1e-300), w)
             w = w * len(X) / w.sum()
-        seed = seed_of(self, "init")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0 if seed is None else seed)
-            net = ClassifierNet(fit_preprocessor(self, X), tuple(self.hidden), float(self.dropout))
-        tr, va = split_indices(len(X), float(self.validation_fraction), seed_of(self, "split"))
-        lab, w32 = y.astype(np.float32), w.astype(np.float32)
-        self.model_ = net
-        self.history_ = run_training(
-            self, net, bce_loss, make_batch(X, tr, lab, w32), make_batch(X, va, lab, w32), None, "nn-classifier"
-        )
+        return X, y, w
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        p = next(self.model_.parameters())
-        out = np.empty(len(X))
-        self.model_.eval()
-        with torch_threads(self.n_threads), torch.inference_mode():
-            for s in range(0, len(X), int(self.score_batch_size)):
-                xb = torch.as_tensor(np.ascontiguousarray(X[s : s + int(self.score_batch_size)]), dtype=p.dtype, device=p.device)
-                out[s : s + len(xb)] = self.model_(xb).double().cpu().numpy()
-        return out
+    def _loss(self) -> Any:
+        return bce_loss
+
+    def _score_batch(self, x: Tensor) -> Tensor:
+        return self.model_(x)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (bulk, rare) for the training class mix (balanced when ``balance``)."""
@@ -145,17 +111,12 @@ class NNClassifier(Detector):
         p = 1.0 / (1.0 + np.exp(-np.clip(s, -500, 500)))
         return np.column_stack([1.0 - p, p])
 
-    def _export(self) -> FittedState:
-        arrays = {f"net/{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
-        return FittedState(
-            json={"hidden": list(self.model_.mlp.hidden), "dropout": self.model_.mlp.dropout,
-                  "features": self.model_.pre.n_features, "history": small_history(self.history_)},
-            arrays=arrays,
-        )  # fmt: skip
+    def _arch(self) -> dict[str, Any]:
+        m = self.model_.mlp
+        return {"hidden": list(m.hidden), "dropout": m.dropout, "features": self.model_.pre.n_features}
 
-    def _import(self, state: FittedState) -> None:
-        j = state.json
-        net = ClassifierNet(Preprocessor(int(j["features"])), j["hidden"], float(j["dropout"]))
-        net.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in prefixed(state.arrays, "net/").items()})
-        self.model_ = net.to(resolve_device(self.device)).eval()
-        self.history_ = j.get("history", {})
+    def _arch_from(self, json: dict[str, Any]) -> dict[str, Any]:
+        return json.get("config", json)  # files saved before TorchDetector: the architecture at the top level
+
+    def _from_arch(self, arch: dict[str, Any]) -> ClassifierNet:
+        return ClassifierNet(Preprocessor(int(arch["features"])), [int(h) for h in arch["hidden"]], float(arch["dropout"]))

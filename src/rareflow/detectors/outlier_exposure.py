@@ -150,20 +150,22 @@ class OutlierExposureDetector(Detector):
     # -- persistence -----------------------------------------------------------------------------
     def _export(self) -> FittedState:
         flow_json, flow_arrays = self.model_.to_state()
-        net_json, net_arrays = self.net_.to_state()
+        from rareflow.outliers.training import mlp_state
+
+        net_json, net_arrays = mlp_state(self.net_)
         state = FittedState(json={"flow": flow_json, "net": net_json})
         state.arrays = {**{_FLOW + k: v for k, v in flow_arrays.items()}, **{_NET + k: v for k, v in net_arrays.items()}}
         return state
 
     def _import(self, state: FittedState) -> None:
         from rareflow.flows.model import FlowModel
-        from rareflow.outliers.training import MLP
+        from rareflow.outliers.training import mlp_from_state
 
         def part(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in state.arrays.items() if k.startswith(prefix)}
 
         self.model_ = FlowModel.from_state(state.json["flow"], part(_FLOW))
-        self.net_ = MLP.from_state(state.json["net"], part(_NET))
+        self.net_ = mlp_from_state(state.json["net"], part(_NET))
 
 
 # -- shared helpers (also the selfsup-flow synthetic-R hook) ----------------------------------------
@@ -183,10 +185,8 @@ def fit_flow(
     """A one-class ``FlowModel`` on ``X``, trained exactly like the ``flow`` detector."""
     from rareflow.detectors.flow import FlowDetector
 
-    det = FlowDetector(
-        flow=flow, transforms=transforms, hidden=tuple(hidden), epochs=epochs, validation_fraction=validation_fraction,
-        random_state=seed, n_threads=n_threads, progress=progress,
-    )  # fmt: skip
+    training = {"epochs": epochs, "validation_fraction": validation_fraction, "n_threads": n_threads, "progress": progress}
+    det = FlowDetector(flow=flow, transforms=transforms, hidden=tuple(hidden), training=training, random_state=seed)
     det.fit(X, sample_weight=sample_weight)
     return det.model_
 

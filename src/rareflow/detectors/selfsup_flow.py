@@ -10,8 +10,9 @@ log-likelihood of the batch — the indicator that keeps the loss from running t
 :math:`-\\infty`). The score is the NLL under that flow, :math:`-\\log p(x)` (higher = further
 from B).
 
-* **B** is the bulk class by default (hadrons); ``b_class="rare"`` models the rare class instead
-  and scores :math:`+\\log p(x)` so that higher still means rarer.
+* **B** is the class the flow models, ``fit_on`` (bulk by default, hadrons); ``fit_on="rare"``
+  models the rare class instead and scores :math:`+\\log p(x)` so that higher still means rarer.
+  (Files saved when the parameter was called ``b_class`` still load.)
 * A warm-up of ``warmup_epochs`` epochs on :math:`L_B` alone comes first: at initialisation the
   lowest bulk log-likelihood of a batch can be -1000 (heavy-tailed columns), so the guard would
   let every R row push the density down without bound and the gradients overflow.
@@ -34,22 +35,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rareflow.detectors import available, register
-from rareflow.detectors._flowfit import (
-    check_flow_params,
-    fit_preprocessor,
-    make_batch,
-    make_flow,
-    prefixed,
-    run_training,
-    seed_of,
-    small_history,
-)
-from rareflow.detectors.base import Detector, FittedState, Kind
+from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors.base import FittedState, Kind
 from rareflow.errors import RareflowError
-from rareflow.flows.model import FlowModel
+from rareflow.flows.losses import nll_loss, trimmed_nll_loss
 from rareflow.flows.selfsup import selfsup_loss, selfsup_validation
-from rareflow.flows.train import nll_loss, resolve_device, split_indices, torch_threads, trimmed_nll_loss
 from rareflow.seeding import rng
+from rareflow.training import INIT, SPLIT, SYNTHETIC, make_batch, seeded, split_indices
 
 SyntheticFn = Callable[..., np.ndarray]  # (X_B, n, gen, **params) -> (n, d) rows
 _SYNTHETIC: dict[str, SyntheticFn] = {}
@@ -108,7 +100,7 @@ def make_synthetic(spec: dict[str, Any], X_B: np.ndarray, seed: int | None) -> n
 
 
 @register
-class SelfSupFlow(Detector):
+class SelfSupFlow(FlowBase):
     """Self-supervised flow (Chiu & Lai 2023): L_B - L_R with the indicator guard; score -log p(x).
 
     Defaults: the ``flow`` detector's architecture and training (RealNVP 8 x (128, 128), ELU),
@@ -120,10 +112,11 @@ class SelfSupFlow(Detector):
     name: ClassVar[str] = "selfsup-flow"
     kind: ClassVar[Kind] = "two-class"
     requires_labels: ClassVar[bool] = False
+    renamed_params: ClassVar[dict[str, str]] = {"b_class": "fit_on"}
 
     def __init__(
         self,
-        b_class: str = "bulk",
+        fit_on: str = "bulk",
         c: float | str | None = "auto",
         c_quantile: float = 0.001,
         rare_reduction: str = "sum",
@@ -134,25 +127,13 @@ class SelfSupFlow(Detector):
         hidden: Sequence[int] = (128, 128),
         activation: str = "elu",
         bins: int = 8,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-5,
-        schedule: str = "cosine",
-        clip_grad: float | None = 5.0,
-        patience: int = 10,
-        validation_fraction: float = 0.2,
         log_features: Sequence[str] | bool | None = None,
         dequantize: Sequence[str] | bool | None = None,
         threshold: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         random_state: int | None = 0,
-        device: str = "cpu",
-        n_threads: int | None = None,
-        score_batch_size: int = 2048,
-        on_divergence: str = "raise",
-        progress: bool = True,
     ) -> None:
-        self.b_class = b_class
+        self.fit_on = fit_on
         self.c = c
         self.c_quantile = c_quantile
         self.rare_reduction = rare_reduction
@@ -163,29 +144,17 @@ class SelfSupFlow(Detector):
         self.hidden = hidden
         self.activation = activation
         self.bins = bins
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.clip_grad = clip_grad
-        self.patience = patience
-        self.validation_fraction = validation_fraction
         self.log_features = log_features
         self.dequantize = dequantize
         self.threshold = threshold
+        self.training = training
         self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.score_batch_size = score_batch_size
-        self.on_divergence = on_divergence
-        self.progress = progress
 
     # -- fitting ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_flow_params(self)
-        if self.b_class not in ("bulk", "rare"):
-            raise RareflowError(f"b_class must be 'bulk' or 'rare', got {self.b_class!r}")
+        self._check_flow()
+        if self.fit_on not in ("bulk", "rare"):
+            raise RareflowError(f"fit_on must be 'bulk' or 'rare' (the class B the flow models), got {self.fit_on!r}")
         if self.rare_reduction not in ("sum", "mean"):
             raise RareflowError(f"rare_reduction must be 'sum' or 'mean', got {self.rare_reduction!r}")
         if self.synthetic is not None and not isinstance(self.synthetic, dict):
@@ -193,7 +162,6 @@ class SelfSupFlow(Detector):
 
     def _b_and_r(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """B rows, R rows and their weights (R from the other class or from the generator)."""
-        b_label = 0 if self.b_class == "bulk" else 1
         if y is None:
             if self.synthetic is None:
                 raise RareflowError(
@@ -202,12 +170,12 @@ class SelfSupFlow(Detector):
                 )
             b = np.ones(len(X), dtype=bool)
         else:
-            b = y == b_label
+            b = y == (0 if self.fit_on == "bulk" else 1)
         if not b.any():
-            raise RareflowError(f"selfsup-flow: the training data has no rows of its B class ({self.b_class})")
+            raise RareflowError(f"selfsup-flow: the training data has no rows of its B class (fit_on: {self.fit_on})")
         X_B, w_B = X[b], None if w is None else w[b]
         if self.synthetic is not None:
-            X_R = make_synthetic(self.synthetic, X_B, seed_of(self, "synthetic"))
+            X_R = make_synthetic(self.synthetic, X_B, self._seed(SYNTHETIC))
             w_R = None if w is None else np.full(len(X_R), float(np.mean(w_B)))
         else:
             X_R, w_R = X[~b], None if w is None else w[~b]
@@ -216,32 +184,33 @@ class SelfSupFlow(Detector):
         return X_B, X_R, w_B, w_R
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
+        # two runs of the loop (warm-up on L_B, then L_B - L_R), so the template's single run is unrolled here
+        vf = self.training_config().validation_fraction
         self._check_params()
         X_B, X_R, w_B, w_R = self._b_and_r(X, y, sample_weight)
         Xall = np.concatenate([X_B, X_R])
         lab = np.concatenate([np.zeros(len(X_B)), np.ones(len(X_R))]).astype(np.float32)
         w = None if w_B is None else np.concatenate([w_B, w_R]).astype(np.float32)
-        model = make_flow(self, fit_preprocessor(self, X))  # the training table, not the synthetic rows
-        tr_b, va_b = split_indices(len(X_B), float(self.validation_fraction), seed_of(self, "split-b"))
-        tr_r, va_r = split_indices(len(X_R), float(self.validation_fraction), seed_of(self, "split-r"))
-        tr = np.concatenate([tr_b, len(X_B) + tr_r])
-        va = np.concatenate([va_b, len(X_B) + va_r])
-        self.model_ = model
+        with seeded(self._seed(INIT)):
+            self.model_ = model = self._new_flow(self._preprocessor(X))  # the training table, not synthetic rows
+        tr_b, va_b = split_indices(len(X_B), vf, self._seed(SPLIT, "b"))
+        tr_r, va_r = split_indices(len(X_R), vf, self._seed(SPLIT, "r"))
+        tr, va = np.concatenate([tr_b, len(X_B) + tr_r]), np.concatenate([va_b, len(X_B) + va_r])
         self.n_b_set_, self.n_rare_set_ = len(X_B), len(X_R)
         warm: dict[str, Any] = {}
         if int(self.warmup_epochs) > 0:  # L_B alone first, so the batch minimum of log p(x_b) is meaningful
-            warm = run_training(
-                self, model, nll_loss, make_batch(Xall, tr_b, lab, w), make_batch(Xall, va_b, lab, w),
-                trimmed_nll_loss(0.01), "selfsup-flow warm-up (L_B)", epochs=int(self.warmup_epochs),
+            warm = self._train(
+                model, nll_loss, make_batch(Xall, tr_b, lab, w), make_batch(Xall, va_b, lab, w), trimmed_nll_loss(0.01),
+                "selfsup-flow warm-up (L_B)", epochs=int(self.warmup_epochs), key="warmup",
             )  # fmt: skip
-        self.c_ = self._floor(model, Xall[tr_b])
-        loss = selfsup_loss(self.c_, self.rare_reduction)
-        self.history_ = run_training(
-            self, model, loss, make_batch(Xall, tr, lab, w), make_batch(Xall, va, lab, w), selfsup_validation(), "selfsup-flow"
-        )
+        self.c_ = self._floor(Xall[tr_b])
+        self.history_ = self._train(
+            model, selfsup_loss(self.c_, self.rare_reduction), make_batch(Xall, tr, lab, w), make_batch(Xall, va, lab, w),
+            selfsup_validation(), "selfsup-flow",
+        )  # fmt: skip
         self.history_["warmup"] = {k: warm[k] for k in ("train_loss", "val_loss", "best_epoch") if k in warm}
 
-    def _floor(self, model: FlowModel, X_B: np.ndarray) -> float | None:
+    def _floor(self, X_B: np.ndarray) -> float | None:
         """The floor ``c``: a number, None, or ``"auto"`` = the ``c_quantile`` quantile of
         :math:`\\log p` of the B training rows after the warm-up."""
         if self.c is None:
@@ -251,37 +220,22 @@ class SelfSupFlow(Detector):
                 return float(self.c)
             except (TypeError, ValueError):
                 raise RareflowError(f"c must be a number, 'auto' or null, got {self.c!r}") from None
-        with torch_threads(self.n_threads):
-            lp = model.evaluate(X_B, batch_size=int(self.score_batch_size), latent=False)["log_prob"]
+        lp = self._log_prob(X_B)
         return float(np.quantile(lp[np.isfinite(lp)], float(self.c_quantile)))
 
     # -- scoring ---------------------------------------------------------------------------------
     def log_prob(self, X: Any) -> np.ndarray:
         """:math:`\\log p(x)` under the trained flow (nats)."""
-        if not hasattr(self, "model_"):
-            raise RareflowError("selfsup-flow is not fitted; call fit first")
-        return self._log_prob(self._validate_X(X, reset=False))
-
-    def _log_prob(self, X: np.ndarray) -> np.ndarray:
-        with torch_threads(self.n_threads):
-            return self.model_.evaluate(X, batch_size=int(self.score_batch_size), latent=False)["log_prob"]
+        return self._log_prob(self._checked(X))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         lp = self._log_prob(X)
-        return -lp if self.b_class == "bulk" else lp
+        return -lp if self.fit_on == "bulk" else lp
 
     # -- persistence -----------------------------------------------------------------------------
-    def _export(self) -> FittedState:
-        json, arrays = self.model_.to_state()
-        state = FittedState(json={
-            "model": json, "history": small_history(self.history_), "n_b": self.n_b_set_, "n_r": self.n_rare_set_, "c": self.c_,
-        })  # fmt: skip
-        state.arrays = {f"model/{k}": v for k, v in arrays.items()}
-        return state
+    def _export_extra(self, state: FittedState) -> None:
+        state.json.update(n_b=self.n_b_set_, n_r=self.n_rare_set_, c=self.c_)
 
-    def _import(self, state: FittedState) -> None:
-        model = FlowModel.from_state(state.json["model"], prefixed(state.arrays, "model/"))
-        self.model_ = model.to(resolve_device(self.device))
-        self.history_ = state.json.get("history", {})
+    def _import_extra(self, state: FittedState) -> None:
         self.n_b_set_, self.n_rare_set_ = int(state.json.get("n_b", 0)), int(state.json.get("n_r", 0))
         self.c_ = state.json.get("c")

@@ -43,14 +43,9 @@ import zuko
 from torch import nn
 
 from rareflow.errors import RareflowError
+from rareflow.nets.activations import ACTIVATIONS
 
 FLOW_KINDS = ("realnvp", "maf", "nsf")
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
 
 
 @dataclass(frozen=True)
@@ -77,6 +72,13 @@ class FlowConfig:
         if self.kind == "realnvp" and self.features < 2:
             raise RareflowError("RealNVP couples halves of the features and needs >= 2 features; use maf or nsf")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def min_weights(self) -> int:
+        """A lower bound of the weight count of this architecture, from the sizes alone (no build):
+        every transform has an MLP ``(features // 2 + context) -> hidden... -> features``. Used to
+        refuse a model file whose stored architecture is larger than its stored weights."""
+        sizes = [self.features // 2 + self.context, *self.hidden, self.features]
+        return self.transforms * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""

@@ -21,7 +21,6 @@ measures the gain. Inverse and sampling always go through zuko.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,8 @@ from torch import Tensor, nn
 from rareflow.errors import RareflowError
 from rareflow.flows.build import FlowConfig, build_flow
 from rareflow.flows.preprocessing import Preprocessor
+from rareflow.training.inference import predict_batched
+from rareflow.training.weights import load_module, module_arrays
 
 LOG_2PI = math.log(2.0 * math.pi)
 DEFAULT_SCORE_BATCH = 2048
@@ -75,7 +76,7 @@ class FusedRealNVP:
             std_base = bool((base.loc == 0).all()) and bool((base.scale == 1).all())
             affine = all(getattr(t, "total", 0) == 2 for t in layers)
             return alternating and std_base and affine
-        except AttributeError:
+        except (AttributeError, NotImplementedError, RuntimeError):  # not a zuko RealNVP, or a meta module
             return False
 
     def halves(self, u: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -135,6 +136,7 @@ class FlowModel(nn.Module):
                 self.flow = build_flow(config)
         self.fused = fused and config.kind == "realnvp" and FusedRealNVP.supports(self.flow)
         self._fast = FusedRealNVP(self.flow, config.activation) if self.fused else None
+        self.register_load_state_dict_post_hook(self._refresh_fast)  # masks come from the file
 
     # -- core maps -------------------------------------------------------------------------------
     def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:
@@ -223,67 +225,51 @@ class FlowModel(nn.Module):
 
         Memory beyond the input and output is one batch. ``latent=False`` skips ``z``.
         """
-        n = len(X)
-        out_lp = np.empty(n, dtype=np.float64)
-        out_z = np.empty((n, self.config.features), dtype=np.float64) if latent else None
-        for start, lp, z in self.iter_evaluate(X, context, batch_size, latent=latent):
-            out_lp[start : start + len(lp)] = lp
-            if out_z is not None and z is not None:
-                out_z[start : start + len(lp)] = z
-        result = {"log_prob": out_lp}
-        if out_z is not None:
-            result["z"] = out_z
-        return result
-
-    def iter_evaluate(
-        self,
-        X: np.ndarray | Tensor,
-        context: np.ndarray | Tensor | None = None,
-        batch_size: int = DEFAULT_SCORE_BATCH,
-        latent: bool = True,
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        """Yield ``(start, log_prob, z)`` per batch of ``batch_size`` rows (no autograd);
-        ``z`` is None when ``latent=False``."""
         p = next(self.parameters())
+        X = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+        d = self.config.features
+        if context is not None:  # one array through the batches: features then context columns
+            c = context.detach().cpu().numpy() if isinstance(context, Tensor) else np.asarray(context)
+            X = np.concatenate([X, c.reshape(len(c), -1)], axis=1)
+
+        def fn(xb: Tensor) -> Tensor:
+            z, lp = self._latent_log_prob(xb[:, :d], xb[:, d:] if context is not None else None, need_z=latent)
+            return lp[:, None] if z is None else torch.cat([lp[:, None], z], dim=1)
+
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
-                for start in range(0, len(X), max(int(batch_size), 1)):
-                    xb = _as_tensor(X[start : start + batch_size], p)
-                    cb = None if context is None else _as_tensor(context[start : start + batch_size], p)
-                    z, lp = self._latent_log_prob(xb, cb, need_z=latent)
-                    yield start, lp.double().cpu().numpy(), None if z is None else z.double().cpu().numpy()
+            out = predict_batched(fn, X, batch_size, p.device, dtype=p.dtype)
         finally:
             self.train(was_training)
+        result = {"log_prob": out[:, 0]}
+        if latent:
+            result["z"] = out[:, 1:]
+        return result
 
     # -- persistence -------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(json, arrays)``: the architecture and every weight/buffer as numpy (no pickle)."""
-        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict().items()}
-        return {"config": self.config.to_json(), "fused": self.fused}, arrays
+        return {"config": self.config.to_json(), "fused": self.fused}, module_arrays(self)
 
     @classmethod
-    def from_state(cls, json: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FlowModel":
-        """Rebuild a model saved by :meth:`to_state`."""
-        config = FlowConfig.from_json(json["config"])
-        model = cls(config, seed=0, fused=bool(json.get("fused", True)))
-        state = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+    def build(cls, json: dict[str, Any]) -> "FlowModel":
+        """An unfitted model of the architecture :meth:`to_state` wrote (weights to be loaded)."""
+        return cls(FlowConfig.from_json(json["config"]), fused=bool(json.get("fused", True)))
+
+    @classmethod
+    def from_state(cls, json: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu") -> "FlowModel":
+        """Rebuild a model saved by :meth:`to_state` (shapes checked before any allocation)."""
         try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RareflowError(f"saved flow weights do not match the saved architecture ({first}); retrain") from None
-        if model._fast is not None and not FusedRealNVP.supports(model.flow):  # masks come from the file
-            model.fused, model._fast = False, None
-        model.eval()
-        return model
+            bound = FlowConfig.from_json(json["config"]).min_weights()
+        except (RareflowError, KeyError, TypeError, ValueError) as exc:
+            raise RareflowError(f"damaged model file: the stored flow architecture is invalid ({str(exc)[:200]})") from None
+        return load_module(lambda: cls.build(json), arrays, "", "flow", device, min_elements=bound)
 
-
-def _as_tensor(a: np.ndarray | Tensor, like: Tensor) -> Tensor:
-    if isinstance(a, Tensor):
-        return a.to(device=like.device, dtype=like.dtype)
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device=like.device, dtype=like.dtype)
+    def _refresh_fast(self, *_: Any) -> None:
+        """After loading weights: the fused path only if the loaded masks still allow it."""
+        if self._fast is not None and not FusedRealNVP.supports(self.flow):
+            self.fused, self._fast = False, None
 
 
 def one_hot(labels: np.ndarray | Tensor, n_classes: int = 2) -> Tensor:

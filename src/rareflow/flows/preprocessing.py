@@ -60,6 +60,8 @@ class Preprocessor(nn.Module):
     identity (used to rebuild a model before ``load_state_dict``).
     """
 
+    optional_state = ("atom_mask", "atom_value", "atom_width")  # files saved before atoms lack them
+
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.n_features = int(n_features)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rareflow.flows.train import Batch, weighted_mean
+from rareflow.training.batch import Batch, weighted_mean
 
 
 def rare_indicator(log_p_rare: Tensor, log_p_bulk: Tensor | None, c: float | None) -> Tensor:
@@ -76,7 +76,7 @@ def selfsup_terms(
 
 
 def selfsup_loss(c: float | None, rare_reduction: str = "sum") -> Callable[[nn.Module, Batch], Tensor]:
-    """Loss for :func:`rareflow.flows.train.train`: :math:`L_B - L_R` with ``batch.label`` 0 = B, 1 = R."""
+    """Loss for :func:`rareflow.training.train`: :math:`L_B - L_R` with ``batch.label`` 0 = B, 1 = R."""
 
     def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
         assert batch.label is not None, "selfsup_loss needs labels (0 = bulk B, 1 = rare R)"
@@ -132,7 +132,7 @@ def class_nll_loss(
     ``model`` must have ``log_prob_pair(x) -> (log p(x|0), log p(x|1))`` (see
     :class:`rareflow.detectors.flow_classifier.ClassFlows`); ``batch.label`` is the class.
     ``trim`` > 0 drops the rows above the ``1 - trim`` NLL quantile (a validation criterion that
-    a few far-off events cannot dominate, as :func:`rareflow.flows.train.trimmed_nll_loss`).
+    a few far-off events cannot dominate, as :func:`rareflow.flows.losses.trimmed_nll_loss`).
     """
 
     def loss_fn(model: nn.Module, batch: Batch) -> Tensor:

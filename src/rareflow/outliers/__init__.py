@@ -8,7 +8,7 @@ for Outlier Generation") and training with the generated outliers.
 * :mod:`~rareflow.outliers.deep_aa` — DeepAA head on a flow latent (Keller et al. 2019/2021),
   Dirichlet and null-space sampling.
 * :mod:`~rareflow.outliers.training` — discriminator and outlier-exposure classifier
-  (Hendrycks et al. 2019), trained through :func:`rareflow.flows.train.train`.
+  (Hendrycks et al. 2019), trained through :func:`rareflow.training.train`.
 * :mod:`~rareflow.outliers.io` — outlier tables (the ``rareflow outliers`` command is
   :func:`rareflow.api.outliers_command`).
 * the MNIST-format IDX reader is :mod:`rareflow.io.idx`.

@@ -13,7 +13,7 @@ with :math:`z_{\\text{fixed}}` the ``k`` vertices of a regular simplex in :math:
 (fixed archetype positions), :math:`M_A \\in \\mathbb R^{k\\times d}`,
 :math:`M_C \\in \\mathbb R^{d \\times (k-1)}`. The head is trained with
 :math:`\\lVert t - \\hat t\\rVert^2` (optionally plus the flow's NLL when the flow is trained
-jointly), through :func:`rareflow.flows.train.train`. It is initialised from classic AA
+jointly), through :func:`rareflow.training.train`. It is initialised from classic AA
 (:mod:`rareflow.outliers.archetypes`) on the latent points, with ``k`` at the elbow of the AA
 reconstruction error when not given.
 
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
-from rareflow.flows.train import Batch, split_indices, to_tensor, train
+from rareflow.training import Batch, split_indices, to_tensor, train
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.latent import Generated, invert
 from rareflow.seeding import derive_seed

@@ -1,7 +1,7 @@
 """Training with generated outliers: a discriminator and an outlier-exposure classifier (Bungert 2021).
 
 Both are small MLPs on feature vectors, trained through the one loop
-:func:`rareflow.flows.train.train` with their own ``loss_fn``.
+:func:`rareflow.training.train` with their own ``loss_fn``.
 
 **Discriminator** (the seed's eq. 9, a GAN-style discriminator with fixed generator):
 inliers :math:`x \\sim p_{in}` (label 0) against generated outliers :math:`\\tilde x \\sim p_{out}`
@@ -36,50 +36,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
-from rareflow.flows.train import Batch, split_indices, to_tensor, train, weighted_mean
+from rareflow.nets.mlp import MLP
+from rareflow.training import Batch, load_module, predict_batched, module_arrays, resolve_device, split_indices, to_tensor, train, weighted_mean
 from rareflow.seeding import derive_seed
 
 OE_SCORES = ("msp", "kl")
 
 
-class MLP(nn.Module):
-    """Standardise (stored mean/std) -> ``hidden`` ReLU layers (optional dropout) -> ``d_out`` logits."""
+def mlp_state(net: MLP) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(json, arrays)`` of an :class:`~rareflow.nets.mlp.MLP` for persistence (no pickle)."""
+    return net.config(), module_arrays(net)
 
-    def __init__(self, d_in: int, d_out: int, hidden: Sequence[int] = (128, 128), dropout: float = 0.0) -> None:
-        super().__init__()
-        self.d_in, self.d_out, self.hidden, self.dropout = int(d_in), int(d_out), tuple(int(h) for h in hidden), float(dropout)
-        self.register_buffer("mean", torch.zeros(d_in))
-        self.register_buffer("std", torch.ones(d_in))
-        layers: list[nn.Module] = []
-        width = d_in
-        for h in self.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
-            width = h
-        layers.append(nn.Linear(width, d_out))
-        self.net = nn.Sequential(*layers)
 
-    def fit_scaling(self, X: np.ndarray) -> None:
-        """Store the mean and standard deviation of ``X`` (inliers) for input standardisation."""
-        with torch.no_grad():
-            self.mean.copy_(torch.as_tensor(X.mean(axis=0), dtype=torch.float32))
-            self.std.copy_(torch.as_tensor(np.where(X.std(axis=0) > 1e-12, X.std(axis=0), 1.0), dtype=torch.float32))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.mean) / self.std)
-
-    def config(self) -> dict[str, Any]:
-        """JSON architecture."""
-        return {"d_in": self.d_in, "d_out": self.d_out, "hidden": list(self.hidden), "dropout": self.dropout}
-
-    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(json, arrays)`` for persistence (no pickle)."""
-        return self.config(), {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
-
-    @classmethod
-    def from_state(cls, json: dict[str, Any], arrays: dict[str, np.ndarray]) -> "MLP":
-        net = cls(json["d_in"], json["d_out"], json["hidden"], json.get("dropout", 0.0))
-        net.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in arrays.items()})
-        return net.eval()
+def mlp_from_state(json: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu") -> MLP:
+    """Inverse of :func:`mlp_state` (shapes checked before the net is built)."""
+    return load_module(lambda: MLP.from_config(json), arrays, "", "MLP", device)
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -130,6 +101,7 @@ def _fit(
     progress: bool,
     description: str,
     label_dtype: torch.dtype,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     tr, va = split_indices(len(X), validation_fraction, derive_seed(seed, "split"))
 
@@ -140,7 +112,7 @@ def _fit(
     return train(
         net, loss_fn, batch(tr), batch(va) if len(va) else None, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, patience=patience, seed=derive_seed(seed, "train"), n_threads=n_threads,
-        progress=progress, description=description,
+        device=device, progress=progress, description=description,
     )  # fmt: skip
 
 
@@ -167,6 +139,7 @@ def train_discriminator(
     seed: int = 0,
     n_threads: int | None = None,
     progress: bool = False,
+    device: str = "cpu",
 ) -> tuple[MLP, dict[str, Any]]:
     """Discriminator inliers (0) vs generated outliers (1), class-balanced BCE; ``(net, history)``."""
     X_in, X_out = np.asarray(X_in, dtype=float), np.asarray(X_out, dtype=float)
@@ -178,7 +151,8 @@ def train_discriminator(
     net = _init_net(X.shape[1], 1, hidden, dropout, seed, X_in)
     hist = _fit(net, discriminator_loss, X, label, weight, seed, epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, patience=patience, validation_fraction=validation_fraction,
-                n_threads=n_threads, progress=progress, description="discriminator", label_dtype=torch.float32)  # fmt: skip
+                n_threads=n_threads, progress=progress, description="discriminator", label_dtype=torch.float32,
+                device=device)  # fmt: skip
     return net, hist
 
 
@@ -200,6 +174,7 @@ def train_oe_classifier(
     seed: int = 0,
     n_threads: int | None = None,
     progress: bool = False,
+    device: str = "cpu",
 ) -> tuple[MLP, dict[str, Any]]:
     """``K``-class classifier of inlier classes ``y_in`` (0..K-1) with outlier exposure on ``X_out``.
 
@@ -217,18 +192,15 @@ def train_oe_classifier(
     hist = _fit(net, oe_loss(beta if use_out else 0.0), X, label, None, seed, epochs=epochs, batch_size=batch_size,
                 lr=lr, weight_decay=weight_decay, patience=patience, validation_fraction=validation_fraction,
                 n_threads=n_threads, progress=progress, description="OE classifier" if use_out else "classifier",
-                label_dtype=torch.int64)  # fmt: skip
+                label_dtype=torch.int64, device=device)  # fmt: skip
     return net, hist
 
 
 # -- scores ------------------------------------------------------------------------------------
 def _logits(net: nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     net.eval()
-    outs = []
-    with torch.inference_mode():
-        for s in range(0, len(X), batch_size):
-            outs.append(net(to_tensor(np.asarray(X[s : s + batch_size], dtype=float))).double().numpy())
-    return np.concatenate(outs) if outs else np.empty((0, getattr(net, "d_out", 1)))
+    p = next(net.parameters())
+    return predict_batched(net, np.asarray(X, dtype=float), batch_size, p.device)
 
 
 def discriminator_score(net: nn.Module, X: np.ndarray) -> np.ndarray:

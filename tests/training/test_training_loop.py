@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from rareflow.errors import RareflowError
-from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, TrainingDiverged, nll_loss, train
-from rareflow.flows.train import evaluate_loss, split_indices
+from rareflow.flows import FlowConfig, FlowModel, Preprocessor, nll_loss
+from rareflow.training import Batch, TrainingDiverged, train
+from rareflow.training import evaluate_loss, split_indices
 
 
 def _setup(seed: int = 0, n: int = 1200) -> tuple[FlowModel, Batch, Batch]:
