@@ -3,7 +3,8 @@
 ``import rareflow`` is light; the table loaders are imported on first use:
 
 * :func:`rareflow.load_table` — a table (Parquet, CSV, UCI MAGIC, DL1 HDF5) as a DataFrame;
-* :func:`rareflow.load_dataset` — ``X, y, weight`` selected and validated as ``rareflow train`` does.
+* :func:`rareflow.load_dataset` — ``X, y, weight`` selected and validated as ``rareflow train`` does;
+* :func:`rareflow.simulate_table` — simulated IACT events (the table of ``rareflow simulate``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from rareflow.errors import RareflowError
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_table": "rareflow.api", "load_dataset": "rareflow.api"}
+_LAZY = {"load_table": "rareflow.api", "load_dataset": "rareflow.api", "simulate_table": "rareflow.api"}
 
-__all__ = ["RareflowError", "__version__", "load_dataset", "load_table"]
+__all__ = ["RareflowError", "__version__", "load_dataset", "load_table", "simulate_table"]
 
 
 def __getattr__(name: str) -> Any:

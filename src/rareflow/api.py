@@ -1,7 +1,7 @@
 """The Python API behind the CLI: read tables the way the CLI does, train a model.
 
-``load_table`` / ``load_dataset`` are also ``rareflow.load_table`` / ``rareflow.load_dataset``
-(imported on first use, so ``import rareflow`` stays light)::
+``load_table`` / ``load_dataset`` / ``simulate_table`` are also ``rareflow.load_table``, ... (imported
+on first use, so ``import rareflow`` stays light)::
 
     X, y, w = rareflow.load_dataset("events.parquet", rare_label="gamma", bulk_label=["proton"])
 """
@@ -33,6 +33,18 @@ class LoadedData(NamedTuple):
 def load_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """The whole table at ``path`` (Parquet, CSV, UCI MAGIC, ctapipe DL1 HDF5), as the CLI reads it."""
     return read_table(path, fmt)
+
+
+def simulate_table(n_events: int = 4000, rare_fraction: float = 0.5, seed: int = 0, **options: Any) -> pd.DataFrame:
+    """The Hillas table of ``rareflow simulate`` (gamma / proton / muon camera images, cleaned).
+
+    ``options`` go to :func:`rareflow.data.simulate.simulate_events` (``muon_fraction``, ``source``,
+    ``dead_pixel_fraction``, ...). Rows with ``is_valid`` False (< 3 pixels after cleaning) hold NaN
+    parameters.
+    """
+    from rareflow.data.simulate import simulate_events
+
+    return simulate_events(n_events, rare_fraction, seed, **options).table
 
 
 def load_dataset(

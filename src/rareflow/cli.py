@@ -132,6 +132,8 @@ def extract(
 ) -> None:
     """Read real sim_telarray events, clean them and write their Hillas parameters (streamed)."""
     _setup(seed, quiet, threads)
+    for f in files:
+        _need_file(f, "FILES")
     from rareflow.data.simtel import extract_to_parquet
 
     info = extract_to_parquet(

@@ -49,7 +49,7 @@ class HelpfulCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        for param in self.params:
+        for param in self.get_params(ctx):
             if _is_flag(param) and param.metavar is None:
                 param.metavar = ""  # typer would show <bool> as if the flag took a value
         result = super().format_help(ctx, formatter)

@@ -14,10 +14,11 @@ default; with two such pools and another busy process on a 2-core machine a 1 s 
   ``VECLIB_MAXIMUM_THREADS`` and ``NUMEXPR_NUM_THREADS``, so that libraries loaded later and
   child processes (Dask workers of a local cluster) start with the same limit.
 
-Default ``n`` (``--threads`` not given, or ``--threads 0``): :func:`default_threads` =
-``min(usable cores, 4)``, reduced to the cores left idle by other processes (``os.getloadavg``'s
-1-minute load average), and at least 1. More than 4 threads rarely speeds up the small
-networks and tables rareflow trains; an explicit ``--threads N`` always wins.
+Default ``n`` (``--threads`` not given, or ``--threads 0``): ``OMP_NUM_THREADS`` when the user set
+it before rareflow started, else :func:`default_threads` = ``min(usable cores, 4)``, reduced to the
+cores left idle by other processes (``os.getloadavg``'s 1-minute load average), and at least 1.
+More than 4 threads rarely speeds up the small networks and tables rareflow trains; an explicit
+``--threads N`` always wins.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
 )
 
+_USER_OMP = os.environ.get("OMP_NUM_THREADS")  # as set before rareflow changed it
 _CURRENT: int | None = None
 _LIMITER = None  # the threadpoolctl limiter, kept alive so its limits hold
 
@@ -66,12 +68,16 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
 
 
 def resolve_threads(threads: int | None) -> int:
-    """``threads`` when positive, else :func:`default_threads`."""
+    """``threads`` when positive, else the user's ``OMP_NUM_THREADS``, else :func:`default_threads`."""
     if threads is not None and int(threads) < 0:
         from rareflow.errors import RareflowError
 
         raise RareflowError(f"--threads {threads}: give a positive number of threads, or 0 for the default")
-    return int(threads) if threads else default_threads()
+    if threads:
+        return int(threads)
+    if _USER_OMP and _USER_OMP.strip().isdigit() and int(_USER_OMP) > 0:
+        return int(_USER_OMP)
+    return default_threads()
 
 
 def apply_thread_policy(threads: int | None = None) -> int:
