@@ -1,19 +1,79 @@
-"""The Python API behind the CLI commands that are more than one call (``train``, ``outliers``)."""
+"""The Python API behind the CLI: read tables the way the CLI does, train a model.
+
+``load_table`` / ``load_dataset`` / ``simulate_table`` are also ``rareflow.load_table``, ... (imported
+on first use, so ``import rareflow`` stays light)::
+
+    X, y, w = rareflow.load_dataset("events.parquet", rare_label="gamma", bulk_label=["proton"])
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from rareflow.io.tables import parse_feature_list, prepare_dataset, read_table
 from rareflow.detectors import Detector, detector_class, get_detector
 from rareflow.errors import RareflowError
+from rareflow.fingerprint import holdout_mask, training_record
 from rareflow.persistence import load_model, save_model
 from rareflow.seeding import check_seed, method_seed, seed_everything
+
+
+class LoadedData(NamedTuple):
+    """Features (DataFrame), labels (1 rare / 0 bulk, or None without labels) and event weights (or None)."""
+
+    X: pd.DataFrame
+    y: np.ndarray | None
+    weight: np.ndarray | None
+
+
+def load_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """The whole table at ``path`` (Parquet, CSV, UCI MAGIC, ctapipe DL1 HDF5), as the CLI reads it."""
+    return read_table(path, fmt)
+
+
+def simulate_table(n_events: int = 4000, rare_fraction: float = 0.5, seed: int = 0, **options: Any) -> pd.DataFrame:
+    """The Hillas table of ``rareflow simulate`` (gamma / proton / muon camera images, cleaned).
+
+    ``options`` go to :func:`rareflow.iact.simulate.simulate_events` (``muon_fraction``, ``source``,
+    ``dead_pixel_fraction``, ...). Rows with ``is_valid`` False (< 3 pixels after cleaning) hold NaN
+    parameters.
+    """
+    from rareflow.iact.simulate import simulate_events
+
+    return simulate_events(n_events, rare_fraction, seed, **options).table
+
+
+def load_dataset(
+    data: str | Path | pd.DataFrame,
+    *,
+    rare_label: str = "gamma",
+    bulk_label: str | Sequence[str] | None = None,
+    features: str | Sequence[str] | None = None,
+    fmt: str | None = None,
+    drop_nonfinite: bool = False,
+    need_labels: bool | None = None,
+) -> LoadedData:
+    """``X, y, weight`` of a table, selected and validated exactly as ``rareflow train`` does.
+
+    ``bulk_label``: one label or several (default: every label but ``rare_label``); rows of other
+    labels are dropped. ``features``: names or ``"a,b,c"`` (default: every numeric column except
+    label, weight, ids and ``true_*``). ``need_labels``: None = use labels when the table has a
+    ``label`` column holding ``rare_label``; True = require them.
+    """
+    df = data if isinstance(data, pd.DataFrame) else read_table(data, fmt)
+    source = "DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+    bulk = [bulk_label] if isinstance(bulk_label, str) else bulk_label
+    ds = prepare_dataset(
+        df, source, parse_feature_list(features), rare_label, bulk,
+        need_labels=bool(need_labels), drop_nonfinite=drop_nonfinite,
+    )  # fmt: skip
+    return LoadedData(ds.X, ds.y, ds.weight)
 
 
 def train_model(
@@ -29,6 +89,7 @@ def train_model(
     fmt: str | None = None,
     drop_nonfinite: bool = False,
     seed: int = 0,
+    holdout: float = 0.0,
 ) -> Detector:
     """Read ``data``, fit ``method`` and (if ``out``) save the model.
 
@@ -37,7 +98,9 @@ def train_model(
 
     ``fit_on``: ``bulk``/``rare`` for one-class methods (default bulk), ``both`` (the default) for
     two-class and supervised ones. One-class methods train on the rows of their class when the
-    table has labels, on every row otherwise.
+    table has labels, on every row otherwise. ``holdout``: fraction of the table's rows left out
+    of training (seeded by ``seed``, see :mod:`rareflow.fingerprint`); the model remembers the
+    table's fingerprint either way.
     """
     cls = detector_class(method)
     params = dict(params or {})
@@ -50,13 +113,16 @@ def train_model(
         params["random_state"] = method_seed(seed, method)  # the one meaning of a seed (rareflow.seeding)
     det = get_detector(method, **params)  # bad parameters fail before the data is read
     df = read_table(data, fmt)
+    held = holdout_mask(len(df), holdout, seed)
+    train_df = df.loc[~held].reset_index(drop=True) if held.any() else df
     ds = prepare_dataset(
-        df, str(data), parse_feature_list(features), rare_label, bulk_labels,
+        train_df, str(data), parse_feature_list(features), rare_label, bulk_labels,
         need_labels=cls.requires_labels or (cls.kind == "one-class" and "label" in df.columns),
         drop_nonfinite=drop_nonfinite,
     )
     seed_everything(method_seed(seed, method))  # as the compare runner does before every fit
     det.fit(ds.X, ds.y, sample_weight=ds.weight)
+    det.training_data_ = training_record(df, ds.features, holdout, seed)
     if out is not None:
         save_model(det, out)
     return det

@@ -14,9 +14,10 @@ from typing import Any, Optional
 import typer
 import yaml
 
+from rareflow.cli_help import HelpfulTyper
 from rareflow.errors import RareflowError
 
-app = typer.Typer(
+app = HelpfulTyper(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,19 +28,31 @@ SEED = typer.Option(
     "0", "--seed", help="Random seed, an integer 0..2**32-1: same seed, same numbers (see rareflow.seeding)."
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages.")
+THREADS = typer.Option(
+    0, "--threads", min=0,
+    help="Threads for torch, BLAS and OpenMP alike (0 = min(cores, 4), fewer when the machine is busy).",
+)  # fmt: skip
 
 
-def _setup(seed: str, quiet: bool) -> int:
-    """Progress/logging settings and the process seed; returns the checked ``--seed``."""
+def _setup(seed: str, quiet: bool, threads: int = 0) -> int:
+    """Progress/logging, the thread policy and the process seed; returns the checked ``--seed``."""
     from rareflow import progress
     from rareflow.seeding import check_seed, seed_everything
+    from rareflow.threads import apply_thread_policy
 
     value = check_seed(seed)
     progress.set_enabled(not quiet)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("rareflow").setLevel(logging.WARNING if quiet else logging.INFO)
+    apply_thread_policy(threads)
     seed_everything(value)
     return value
+
+
+def _need_file(path: Path | None, option: str) -> None:
+    """Fail fast (before heavy imports) when an input file is missing."""
+    if path is not None and not path.exists():
+        raise RareflowError(f"{path}: file not found (given to {option}); check the path")
 
 
 def _echo(msg: str, quiet: bool) -> None:
@@ -62,6 +75,15 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
 
 
 @app.command()
+def methods(threads: int = THREADS) -> None:
+    """List the detection methods: name, kind, what each needs, one line (parameters: train METHOD --help)."""
+    _setup(0, True, threads)
+    from rareflow.cli_help import print_methods
+
+    print_methods()
+
+
+@app.command()
 def simulate(
     n_events: int = typer.Option(20000, "--n-events", min=1, help="Number of events to simulate."),
     rare_fraction: float = typer.Option(0.5, "--rare-fraction", min=0.0, max=1.0, help="Fraction of gamma events."),
@@ -73,9 +95,10 @@ def simulate(
     dead_pixel_fraction: float = typer.Option(0.0, "--dead-pixel-fraction", min=0.0, max=0.99, help="Fraction of dead pixels."),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
-    seed_value = _setup(seed, quiet)
+    seed_value = _setup(seed, quiet, threads)
     from rareflow.iact.simulate import save_images, simulate_events
     from rareflow.io.tables import write_table
 
@@ -110,9 +133,12 @@ def extract(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
     """Read real sim_telarray events, clean them and write their Hillas parameters (streamed)."""
-    _setup(seed, quiet)
+    _setup(seed, quiet, threads)
+    for f in files:
+        _need_file(f, "FILES")
     from rareflow.iact.extract import extract_to_parquet
 
     info = extract_to_parquet(
@@ -130,28 +156,48 @@ def extract(
 
 @app.command()
 def train(
-    method: str = typer.Argument(..., help="Method name (see SPEC), e.g. gbdt, mahalanobis, flow."),
+    method: str = typer.Argument(
+        ..., help="Method name, e.g. gbdt, mahalanobis, flow (list: `rareflow methods`; its parameters: "
+        "`rareflow train METHOD --help`)."
+    ),
     data: Path = typer.Option(..., "--data", help="Training table (Parquet, CSV, MAGIC, DL1 HDF5)."),
     out: Path = typer.Option(..., "--out", help="Model file to write."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (default: all numeric)."),
-    fit_on: Optional[str] = typer.Option(None, "--fit-on", help="bulk | rare (one-class methods) | both (two-class)."),
+    fit_on: Optional[str] = typer.Option(
+        None, "--fit-on", show_default="bulk for one-class methods, both otherwise",
+        help="Class a one-class method learns: bulk | rare; two-class and supervised methods: both.",
+    ),
     rare_label: str = typer.Option("gamma", "--rare-label", help="Label of the rare class."),
     bulk_label: Optional[list[str]] = typer.Option(None, "--bulk-label", help="Bulk label(s); default: every other label."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method parameter key=value (repeatable)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet | csv | magic | dl1 (default: from the name)."),
     drop_nonfinite: bool = typer.Option(False, "--drop-nonfinite", help="Drop rows with NaN/inf instead of failing."),
+    holdout: float = typer.Option(
+        0.0, "--holdout", min=0.0, max=0.95,
+        help="Keep this fraction of the table's rows out of training (seeded by --seed); `rareflow score` "
+        "on the same table then scores only those held-out rows, so `evaluate` numbers are honest.",
+    ),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
-    """Fit a detector on a table and save it (no code is executed when it is loaded again)."""
-    seed_value = _setup(seed, quiet)
+    """Fit a detector on a table and save it (no code is executed when it is loaded again).
+
+    The model remembers a fingerprint of the table it was trained on: `evaluate` warns when the
+    scores come from the training rows (in-sample). With --holdout F a seeded fraction F of the
+    rows is left out of training and `score` on the same table scores only those rows.
+    """
+    seed_value = _setup(seed, quiet, threads)
+    _need_file(data, "--data")
     from rareflow.api import train_model
+    from rareflow.detectors.working_point import describe_working_point
 
     det = train_model(
         method, data, out, features=features, fit_on=fit_on, rare_label=rare_label, bulk_labels=bulk_label,
-        params=_parse_params(param), fmt=fmt, drop_nonfinite=drop_nonfinite, seed=seed_value,
+        params=_parse_params(param), fmt=fmt, drop_nonfinite=drop_nonfinite, seed=seed_value, holdout=holdout,
     )
-    _echo(f"trained {method} on {len(det.decision_scores_)} events; threshold {det.threshold_:.6g}; wrote {out}", quiet)
+    held = f" ({holdout:.0%} of the rows held out for `score`)" if holdout else ""
+    _echo(f"trained {method} on {len(det.decision_scores_)} events{held}; {describe_working_point(det)}; wrote {out}", quiet)
 
 
 @app.command()
@@ -167,9 +213,16 @@ def score(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
-    """Score a table with a saved model (higher score = rarer), streaming in bounded memory."""
-    _setup(seed, quiet)
+    """Score a table with a saved model (higher score = rarer), streaming in bounded memory.
+
+    On the table the model was trained on with `train --holdout F`, only the held-out rows are
+    scored (the training rows are skipped and counted in the output's metadata).
+    """
+    _setup(seed, quiet, threads)
+    _need_file(model, "--model")
+    _need_file(data, "--data")
     import time
 
     from rareflow.scoring import score_table
@@ -190,9 +243,14 @@ def evaluate(
     alpha: float = typer.Option(0.2, "--alpha", help="Li & Ma on/off exposure ratio."),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
-    """Compute ROC AUC, AP, efficiencies, Q and Li & Ma significance of a scores table."""
-    _setup(seed, quiet)
+    """Compute ROC AUC, AP, efficiencies, Q and Li & Ma significance of a scores table.
+
+    Warns when the scores come from the model's own training rows (in-sample, optimistic).
+    """
+    _setup(seed, quiet, threads)
+    _need_file(scores, "--scores")
     from rareflow.atomic import write_text_atomic
     from rareflow.evaluation.evaluate import evaluate_file
     from rareflow.evaluation.summary import dumps
@@ -215,12 +273,14 @@ def compare(
         None, "--seed", help="Seed(s) of the splits and detectors, e.g. --seed 0,1,2 or repeated (default: the config's seeds)."
     ),
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
     """Run every configured method on identical splits and write metrics, plots and an HTML report."""
     from rareflow.seeding import parse_seeds
 
     seeds = parse_seeds(seed) if seed else None
-    _setup(str(seeds[0]) if seeds else "0", quiet)
+    _setup(str(seeds[0]) if seeds else "0", quiet, threads)
+    _need_file(config, "--config")
     from rareflow.config import load_config, with_overrides
     from rareflow.evaluation.compare import compare as run_compare
 
@@ -245,9 +305,12 @@ def outliers(
     out: Path = typer.Option(..., "--out", help="Output Parquet table: the model's feature columns + gen_* columns."),
     seed: str = SEED,
     quiet: bool = QUIET,
+    threads: int = THREADS,
 ) -> None:
     """Generate synthetic outliers (or inliers) with a flow: latent extremes, Gumbel, archetypes, null space."""
-    seed_value = _setup(seed, quiet)
+    seed_value = _setup(seed, quiet, threads)
+    _need_file(model, "--model")
+    _need_file(data, "--data")
     from rareflow.api import outliers_command
 
     value: float | str | None = sigma

@@ -3,7 +3,9 @@
 A model file is a zip archive holding
 
 * ``meta.json`` — schema version, rareflow version, method name, constructor parameters, the
-  feature columns, the fitted threshold and the detector's JSON settings;
+  feature columns, the fitted threshold, its working point (rule and training-data
+  efficiencies), the training table's fingerprint (``training_data``, see
+  :mod:`rareflow.fingerprint`) and the detector's JSON settings;
 * ``arrays.safetensors`` — numpy arrays (weights, means, covariances, training scores), read by
   ``safetensors`` which parses a header and raw bytes only;
 * ``blobs/<name>`` — opaque byte strings a detector may need, e.g. a scikit-learn model saved
@@ -55,6 +57,11 @@ def save_model(detector: Detector, path: str | os.PathLike[str]) -> None:
         "threshold": float(detector.threshold_),
         "state": _jsonable(state.json),
         "blobs": sorted(state.blobs),
+        "working_point": {
+            "rule": getattr(detector, "threshold_rule_", None),
+            "training_efficiencies": _jsonable(getattr(detector, "working_point_", {})),
+        },
+        "training_data": _jsonable(getattr(detector, "training_data_", None)),
     }
     arrays = {k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
     arrays["decision_scores_"] = np.ascontiguousarray(detector.decision_scores_, dtype=np.float64)
@@ -100,4 +107,9 @@ def load_model(path: str | os.PathLike[str]) -> Detector:
     if meta["feature_names"]:
         detector.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     detector._import(FittedState(json=meta["state"], arrays=arrays, blobs=blobs))
+    wp = meta.get("working_point") or {}  # absent in files written before it was recorded
+    detector.threshold_rule_ = wp.get("rule")
+    detector.working_point_ = wp.get("training_efficiencies") or {}
+    if meta.get("training_data"):
+        detector.training_data_ = meta["training_data"]
     return detector

@@ -13,12 +13,17 @@ reads the row group again and writes it with its scores, in row order. Same chun
 the scores are bit-identical to the single-process path. The data and model paths must be
 readable by the workers (a shared file system on a real cluster). Other formats (CSV, MAGIC,
 DL1) are read whole and sent to the workers in chunks.
+
+The metadata also says whether the table is the model's training table (``training_table``,
+``in_sample``; see :mod:`rareflow.fingerprint`). On the training table of a model trained with
+``--holdout``, only the held-out rows are written (``holdout_only``, ``skipped_training_rows``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,9 +39,38 @@ from rareflow.io.scores import METADATA_KEY, read_scores
 from rareflow.io.tables import check_finite, detect_format, read_table, select_features
 from rareflow.detectors import Detector
 from rareflow.errors import RareflowError
+from rareflow.fingerprint import IN_SAMPLE_WARNING, compare_with_training, parquet_head
 from rareflow.persistence import load_model
 from rareflow.progress import make_progress
 
+log = logging.getLogger(__name__)
+
+
+def _training_relation(det: Detector, path: Path, fmt: str | None, features: list[str], pf: Any) -> dict[str, Any]:
+    """Is ``path`` the model's training table? (see :mod:`rareflow.fingerprint`)."""
+    record = getattr(det, "training_data_", None)
+    if not record:
+        return compare_with_training(None, pd.DataFrame(), 0, features)
+    if pf is not None:
+        return compare_with_training(record, parquet_head(pf, features), pf.metadata.num_rows, features)
+    table = read_table(path, fmt)
+    if any(f not in table.columns for f in features):
+        return compare_with_training(None, table, len(table), features)
+    return compare_with_training(record, table, len(table), features)
+
+
+def _metadata(det: Detector, path: Path, fmt: str | None, features: list[str], pf: Any) -> tuple[str, np.ndarray | None]:
+    """The scores file's metadata (JSON) and the rows to write (None = all)."""
+    relation = _training_relation(det, path, fmt, features, pf)
+    keep = relation.pop("keep")
+    if relation["in_sample"]:
+        log.warning("%s: %s", path, IN_SAMPLE_WARNING)
+    elif relation["holdout_only"]:
+        log.info("%s is the model's training table: scoring only its %d held-out rows", path, int(keep.sum()))
+    doc = {"method": det.name, "features": features, "threshold": float(det.threshold_), **relation}
+    if keep is not None:
+        doc["skipped_training_rows"] = int((~keep).sum())
+    return json.dumps(doc), keep
 
 
 def _open_parquet(path: Path) -> pq.ParquetFile:
@@ -178,18 +212,23 @@ def score_table(
         _check_columns(pf.schema_arrow.names, features, path, det.name)
     else:
         total = None  # known after reading
+    meta, keep = _metadata(det, path, fmt, features, pf)
     if scheduler is None:
         chunks = _local_chunks(det, path, fmt, features, batch_rows, pf)
     else:
         chunks = _dask_chunks(det, model, path, fmt, features, batch_rows, pf, scheduler, n_workers)
-    meta = json.dumps({"method": det.name, "features": features, "threshold": float(det.threshold_)})
-    n = 0
+    n, offset = 0, 0
     t0 = time.perf_counter()
     with atomic_path(out) as tmp, make_progress() as progress:
         task = progress.add_task("score" + (" (dask)" if scheduler else ""), total=total, info="")
         writer: pq.ParquetWriter | None = None
         try:
             for df, scores in chunks:
+                read = len(df)
+                if keep is not None:  # the training rows of a --holdout model are not scored
+                    sel = keep[offset : offset + read]
+                    df, scores = df.loc[sel], scores[sel]
+                offset += read
                 df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
@@ -198,7 +237,7 @@ def score_table(
                 writer.write_table(table.cast(writer.schema))
                 n += len(df)
                 rate = n / max(time.perf_counter() - t0, 1e-9)
-                progress.update(task, advance=len(df), info=f"{n:,} events, {rate:,.0f} events/s")
+                progress.update(task, advance=read, info=f"{n:,} events, {rate:,.0f} events/s")
         finally:
             chunks.close()  # stops the Dask client / cancels tasks on an error
             if writer is not None:

@@ -21,6 +21,7 @@ The rule (``train``, ``compare`` and the Python API all follow it):
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 
@@ -71,14 +72,16 @@ def rng(seed: int | None) -> np.random.Generator:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy's legacy global state and torch (if installed) with ``seed``."""
+    """Seed Python, numpy's legacy global state and torch with ``seed``.
+
+    torch is seeded only if it is already imported (importing it costs seconds at start-up);
+    every torch detector seeds its own generators from its ``random_state``.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    try:
-        import torch
-    except ImportError:  # torch is only needed by the torch detectors
-        return
-    torch.manual_seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:

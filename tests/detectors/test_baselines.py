@@ -30,7 +30,7 @@ def test_registry_has_the_baselines() -> None:
     assert {"mahalanobis", "power-mahalanobis", "iforest", "gbdt"} <= set(available())
     with pytest.raises(RareflowError, match="unknown method"):
         get_detector("nope")
-    with pytest.raises(RareflowError, match="bad parameters"):
+    with pytest.raises(RareflowError, match="unknown parameter 'nonsense' for gbdt"):
         get_detector("gbdt", nonsense=1)
 
 

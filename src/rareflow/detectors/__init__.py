@@ -6,6 +6,7 @@ Adding a method = adding one module to this package that decorates its class wit
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from typing import Any
@@ -15,6 +16,7 @@ from rareflow.errors import RareflowError
 
 _REGISTRY: dict[str, type[Detector]] = {}
 _LOADED = False
+_NOT_METHODS = ("base", "params", "thresholds", "torch_base", "describe", "working_point")  # modules without a method
 
 
 def register(cls: type[Detector]) -> type[Detector]:
@@ -30,7 +32,7 @@ def _load_all() -> None:
     if _LOADED:
         return
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "params", "thresholds", "torch_base") and not mod.name.startswith("_"):
+        if mod.name not in _NOT_METHODS and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
     _LOADED = True
 
@@ -41,11 +43,28 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _load_one(name: str) -> None:
+    """Import only the module of method ``name`` (``power-mahalanobis`` -> ``power_mahalanobis``).
+
+    Keeps ``train gbdt`` free of torch; any other name falls back to importing every module.
+    """
+    module = name.replace("-", "_")
+    modules = {m.name for m in pkgutil.iter_modules(__path__)}
+    if module.isidentifier() and not module.startswith("_") and module in modules:
+        importlib.import_module(f"{__name__}.{module}")
+
+
 def detector_class(name: str) -> type[Detector]:
     """The class registered under ``name``, or a RareflowError listing the known names."""
-    _load_all()
     if name not in _REGISTRY:
-        raise RareflowError(f"unknown method '{name}'; known methods: {', '.join(sorted(_REGISTRY))}")
+        _load_one(name)
+    if name not in _REGISTRY:
+        _load_all()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, sorted(_REGISTRY), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        known = ", ".join(sorted(_REGISTRY))
+        raise RareflowError(f"unknown method '{name}'; {hint}known methods: {known} (see `rareflow methods`)")
     return _REGISTRY[name]
 
 
@@ -63,6 +82,11 @@ def get_detector(name: str, **params: Any) -> Detector:
     upgrade = getattr(cls, "upgrade_params", None)
     if upgrade is not None:
         params = upgrade(params)
+    unknown = [k for k in params if k not in cls._get_param_names()]
+    if unknown:
+        from rareflow.detectors.describe import unknown_param_message
+
+        raise RareflowError(unknown_param_message(cls, unknown))
     try:
         det = cls(**params)
     except TypeError as exc:

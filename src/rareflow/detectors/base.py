@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from rareflow.detectors.params import check, short
-from rareflow.detectors.thresholds import ThresholdRule, describe_rule, parse_rule, quantile_threshold
+from rareflow.detectors.thresholds import ThresholdRule, parse_rule, quantile_threshold
 from rareflow.errors import RareflowError
 from rareflow.seeding import check_seed
 
@@ -77,12 +77,14 @@ class Detector(BaseEstimator):
             raise RareflowError(
                 f"method '{self.name}' needs labels: give the table a 'label' column with rare and bulk events"
             )
+        other = None  # one-class fits: the other class's rows, for the working point only
         if self.kind == "one-class" and ya is not None:
             keep = ya == (1 if self._fit_on() == "rare" else 0)
             if not keep.any():
                 raise RareflowError(
                     f"method '{self.name}' fits on the {self._fit_on()} class but the training data has none of it"
                 )
+            other = (Xa[~keep], ya[~keep], None if wa is None else wa[~keep])
             Xa, wa, ya = Xa[keep], (None if wa is None else wa[keep]), None
         elif ya is not None and self.kind != "one-class" and len(np.unique(ya)) < 2:
             raise RareflowError(
@@ -91,6 +93,7 @@ class Detector(BaseEstimator):
         self._fit(Xa, ya, wa)
         self.decision_scores_ = self._public_score(Xa)
         self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
+        self._record_working_point(self.decision_scores_, ya, wa, other)
         return self
 
     def check_params(self) -> "Detector":
@@ -107,17 +110,14 @@ class Detector(BaseEstimator):
                 check(self.name, pname, params[pname], spec)
         return self
 
-    @property
-    def threshold_rule_(self) -> str:
-        """The rule that places ``threshold_``, e.g. ``quantile(bulk_acceptance=0.01)``."""
-        return describe_rule(self._threshold_rule())
     def decision_function(self, X: Any) -> np.ndarray:
         """Score of each row of ``X``: higher = rarer."""
         check_is_fitted(self, "threshold_")
         return self._public_score(self._validate_X(X, reset=False))
 
     def predict(self, X: Any) -> np.ndarray:
-        """1 = rare/anomalous (score above ``threshold_``), 0 = bulk."""
+        """1 = rare/anomalous (score above ``threshold_``, the cut placed on the training data by the
+        ``threshold`` rule: see ``threshold_rule_``, ``working_point_`` and ``repr``), 0 = bulk."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     def set_threshold_from(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
@@ -126,7 +126,17 @@ class Detector(BaseEstimator):
         ya = self._validate_y(y, len(scores))
         wa = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         self.threshold_ = self._threshold_from(scores, ya, wa)
+        self._record_working_point(scores, ya, wa)
         return self.threshold_
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """scikit-learn's repr (changed parameters only) + the working point once fitted."""
+        text = super().__repr__(N_CHAR_MAX)
+        if not hasattr(self, "threshold_"):
+            return text
+        from rareflow.detectors.working_point import describe_working_point
+
+        return f"{text}  # {describe_working_point(self)}"
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
@@ -161,6 +171,26 @@ class Detector(BaseEstimator):
 
     def _public_score(self, X: np.ndarray) -> np.ndarray:
         return self._sign() * np.asarray(self._score(X), dtype=float)
+
+    def _record_working_point(
+        self, scores: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, other: tuple | None = None
+    ) -> None:
+        """``threshold_rule_`` (which rule placed the cut) and ``working_point_`` (its efficiencies here).
+
+        ``other``: (X, y, w) of the labelled rows a one-class fit left out, scored here so the
+        working point also says what the cut does to the other class.
+        """
+        from rareflow.detectors.working_point import rule_text, working_point
+
+        single = self._fit_on() if self.kind == "one-class" else None
+        is_rare = np.full(len(scores), single == "rare") if y is None else np.asarray(y).astype(bool)
+        self.threshold_rule_ = rule_text(self._threshold_rule(), bool((~is_rare).any()), bool(is_rare.any()))
+        if other is not None and len(other[1]):
+            own = np.full(len(scores), 1 if single == "rare" else 0)
+            scores = np.concatenate([scores, self._public_score(other[0])])
+            y = np.concatenate([own, other[1]])
+            w = None if w is None else np.concatenate([w, other[2]])
+        self.working_point_ = working_point(scores, y, w, self.threshold_, single)
 
     def _threshold_rule(self) -> ThresholdRule:
         spec = getattr(self, "threshold", None)

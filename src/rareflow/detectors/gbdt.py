@@ -30,6 +30,21 @@ class GBDTDetector(Detector):
     Defaults (300 trees, learning rate 0.05, L2 1.0, no early-stopping holdout so every training
     event is used) were chosen by 4-fold cross-validation on a MAGIC training subset, never on a
     test split.
+
+    Parameters
+    ----------
+    max_iter : int
+        number of boosting iterations (trees)
+    learning_rate : float
+        shrinkage of each tree's contribution
+    max_leaf_nodes : int
+        leaves per tree
+    min_samples_leaf : int
+        minimum training events in a leaf
+    l2_regularization : float
+        L2 penalty on the leaf values
+    early_stopping : bool
+        stop on a validation split (takes validation_fraction of the training events)
     """
 
     name: ClassVar[str] = "gbdt"

@@ -54,12 +54,6 @@ DEFAULT_RARE_EFFICIENCY = 0.9
 RULE_FIELDS = ("rule", "bulk_acceptance", "rare_efficiency", "alpha", "k")
 
 
-def describe_rule(rule: ThresholdRule) -> str:
-    """Short text of a rule, e.g. ``quantile(bulk_acceptance=0.01)`` or ``chi2(alpha=0.01)``."""
-    args = ", ".join(f"{k}={getattr(rule, k):g}" for k in RULE_FIELDS[1:] if getattr(rule, k) is not None)
-    return f"{rule.rule}({args})"
-
-
 def parse_rule(spec: ThresholdRule | dict[str, Any] | None) -> ThresholdRule:
     """A :class:`ThresholdRule` from a dict (config / constructor parameter) or None (defaults)."""
     if isinstance(spec, ThresholdRule):

@@ -3,10 +3,14 @@
 Labels come from the ``label`` column (rare label vs the bulk labels); ``weight`` is used when
 present; the cut is the ``threshold`` column (the model's training-data threshold). A file with
 ``method``/``seed`` columns (compare's scores.parquet) is evaluated per method and seed.
+
+Scores of the model's own training rows (``in_sample`` in the scores metadata, see
+:mod:`rareflow.fingerprint`) are evaluated but warned about, and marked ``data.in_sample``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,10 @@ from rareflow.io.tables import encode_labels
 from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
 from rareflow.evaluation.summary import metrics_document
+from rareflow.fingerprint import IN_SAMPLE_WARNING
 from rareflow.io.scores import read_scores
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_file(
@@ -28,6 +35,8 @@ def evaluate_file(
 ) -> dict[str, Any]:
     """The metrics.json document for the scores in ``path``."""
     df, meta = read_scores(path)
+    if meta.get("in_sample"):
+        log.warning("%s: %s", path, IN_SAMPLE_WARNING)
     df, y = encode_labels(df, rare_label, bulk_labels, str(path))
     if not np.isfinite(df["score"].to_numpy(dtype=float)).all():
         row = int(np.argmax(~np.isfinite(df["score"].to_numpy(dtype=float))))
@@ -55,7 +64,10 @@ def evaluate_file(
         seeds=sorted({r["seed"] for r in per_seed}),
         per_seed=per_seed,
         extra={
-            "data": {"rare_label": rare_label, "bulk_labels": bulk},
+            "data": {
+                "rare_label": rare_label, "bulk_labels": bulk, "in_sample": bool(meta.get("in_sample", False)),
+                "holdout_only": bool(meta.get("holdout_only", False)),
+            },
             "significance": {"n_events": significance_events, "alpha": significance_alpha},
         },
     )
