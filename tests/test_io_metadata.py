@@ -47,3 +47,13 @@ def test_missing_metadata_is_one_line(tmp_path):
         validate_particle(rec, "gamma", str(out))
     with pytest.raises(RareflowError, match="no particle 'proton'"):
         validate_particle(rec, "proton", str(out))
+
+
+def test_cli_simulate_writes_the_record(tmp_path):
+    from rareflow.cli import main
+
+    out = tmp_path / "sim.parquet"
+    assert main(["simulate", "--n-events", "120", "--rare-fraction", "0.5", "--out", str(out), "--seed", "1", "-q"]) == 0
+    rec = read_simulation(out)
+    labels = pd.read_parquet(out)["label"].value_counts()
+    assert rec["seed"] == 1 and rec["particles"]["gamma"]["n_showers"] == labels["gamma"] == 60
