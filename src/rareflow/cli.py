@@ -100,7 +100,7 @@ def simulate(
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
     seed_value = _setup(seed, quiet, threads)
     from rareflow.iact.simulate import save_images, simulate_events
-    from rareflow.io.tables import write_table
+    from rareflow.io.metadata import write_parquet
 
     if source not in ("point", "diffuse"):
         raise RareflowError(f"--source {source!r}: use point or diffuse")
@@ -108,7 +108,7 @@ def simulate(
         n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source,
         dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None,
     )
-    write_table(sim.table, out)
+    write_parquet(sim.table, out, simulation=sim.simulation)  # + what was simulated (sensitivity weights)
     if images_out is not None:
         save_images(images_out, sim.images, sim.camera, sim.table["event_id"].to_numpy())
     if plots is not None:

@@ -121,6 +121,7 @@ __all__ = [
     "simulate_events",
     "simulate_images",
     "iter_image_chunks",
+    "simulation_record",
 ]
 
 #: sim_telarray / ctapipe ``shower_primary_id`` codes (CORSIKA-like): gamma 0, electron 1, muon 2,
@@ -192,6 +193,9 @@ class SimulationResult:
     images: np.ndarray | None
     camera: CameraGeometry
     config: SimulationConfig = field(default_factory=SimulationConfig)
+    #: what was simulated (showers thrown per particle, spectra, impact disk, view cone):
+    #: :func:`simulation_record`, written to the Parquet metadata by ``rareflow.io.metadata``
+    simulation: dict | None = None
 
 
 # ----------------------------------------------------------------------------- event-level draws
@@ -624,7 +628,40 @@ def simulate_events(
     table = pd.concat(parts, ignore_index=True)
     first = ["event_id", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
-    return SimulationResult(table, images, cam, cfg)
+    record = simulation_record(n_events, rare_fraction, muon_fraction, source, cam, cfg, seed)
+    return SimulationResult(table, images, cam, cfg, simulation=record)
+
+
+def simulation_record(
+    n_events: int, rare_fraction: float, muon_fraction: float, source: str,
+    camera: CameraGeometry, config: SimulationConfig, seed: int | None = None,
+) -> dict:  # fmt: skip
+    """What was simulated, in pyirf's ``SimulatedEventsInfo`` terms (see ``docs/simulator.md``).
+
+    ``n_showers`` counts every thrown event of the particle, also those that left < 3 pixels
+    (``is_valid`` False): the simulator draws no trigger-level pre-selection. The view cone is the
+    disk the arrival directions are drawn from (0 for a point source); muons' "impact" is on the
+    mirror plane and their energies are the muon's, so they are recorded but not for weighting.
+    """
+    n_gamma, n_proton, n_muon = _class_counts(n_events, rare_fraction, muon_fraction)
+    gamma_cone = config.diffuse_radius_deg if source == "diffuse" else 0.0
+    rows = (
+        ("gamma", n_gamma, config.gamma_energy_tev, config.gamma_index, config.gamma_max_impact_m, gamma_cone),
+        ("proton", n_proton, config.proton_energy_tev, config.proton_index, config.proton_max_impact_m,
+         config.proton_viewcone_deg),
+        ("muon", n_muon, config.muon_energy_tev, config.muon_index,
+         config.muon_max_impact_factor * config.mirror_radius_m, config.muon_max_offset_deg),
+    )  # fmt: skip
+    particles = {
+        name: dict(n_showers=int(n), energy_min_tev=float(e[0]), energy_max_tev=float(e[1]),
+                   spectral_index=-float(idx), max_impact_m=float(r), viewcone_min_deg=0.0, viewcone_max_deg=float(c))
+        for name, n, e, idx, r, c in rows
+    }  # fmt: skip
+    return dict(
+        schema=1, simulator="rareflow.toy", source=source, seed=seed if isinstance(seed, int) else None, n_events=int(n_events), particles=particles,
+        camera=dict(name=camera.name, n_pixels=int(camera.n_pixels)),
+        telescope=dict(mirror_area_m2=config.mirror_area_m2, observation_level_km=config.observation_level_km),
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- image files

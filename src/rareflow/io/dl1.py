@@ -131,11 +131,11 @@ def read_dl1_parameters(path: str | os.PathLike[str], tel_id: int | None = None)
             frames.append(df)
         truth = _truth_table(h5)
     df = pd.concat(frames, ignore_index=True)
-    df = _finish_dl1(df, truth)
+    df = finish_dl1(df, truth)
     return df
 
 
-def _finish_dl1(df: pd.DataFrame, truth: pd.DataFrame | None) -> pd.DataFrame:
+def finish_dl1(df: pd.DataFrame, truth: pd.DataFrame | None) -> pd.DataFrame:
     if {"hillas_x", "hillas_y", "hillas_psi"} <= set(df.columns):
         psi = np.radians(df["hillas_psi"].to_numpy(float))
         with np.errstate(invalid="ignore", divide="ignore"):
