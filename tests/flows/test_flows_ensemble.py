@@ -194,3 +194,17 @@ def test_bad_input_one_line_errors() -> None:
         train_ensemble([FlowModel(cfg, pre, seed=0), FlowModel(cfg, pre, seed=1)], nll_loss, tr, seeds=[0], **KW)
     with pytest.raises(RareflowError, match="schedule 'cosine' or 'none'"):
         train_ensemble([FlowModel(cfg, pre, seed=0)], nll_loss, tr, **{**KW, "schedule": "plateau"})
+
+
+@pytest.mark.parametrize("kind", ["maf", "nsf"])
+def test_zuko_flows_run_through_vmap(kind: str) -> None:
+    """Not only the fused RealNVP: zuko's autoregressive flows train stacked, equal to alone."""
+    pre, _, tr, va = _one_class()
+    cfg = FlowConfig(kind, features=3, transforms=2, hidden=(16, 16))
+    models = [FlowModel(cfg, pre, seed=s) for s in (0, 1)]
+    kw = {**KW, "epochs": 2}
+    hs = train_ensemble(models, nll_loss, tr, va, seeds=[5, 6], **kw)
+    alone = FlowModel(cfg, pre, seed=1)
+    h = train(alone, nll_loss, tr, va, seed=6, **kw)
+    np.testing.assert_allclose(hs[1]["val_loss"], h["val_loss"], rtol=1e-4)
+    assert _max_diff(alone, models[1]) < 1e-4

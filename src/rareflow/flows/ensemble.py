@@ -180,7 +180,9 @@ def _check_shared_buffers(models: Sequence[FlowModel]) -> None:
     keys = sorted(n for n, _ in models[0].named_parameters())
     for k, m in enumerate(models[1:], start=1):
         if sorted(n for n, _ in m.named_parameters()) != keys:
-            raise RareflowError(f"ensemble member {k} has another architecture than member 0; build all from one FlowConfig")
+            raise RareflowError(
+                f"ensemble member {k} has another architecture than member 0; build all from one FlowConfig"
+            )
         for name, buf in m.named_buffers():
             if buf.shape != first[name].shape or not torch.equal(buf.cpu(), first[name].cpu()):
                 raise RareflowError(
@@ -257,7 +259,10 @@ def train_ensemble(
     train_data = train_data.to(dev)
     valid = _fixed_subset(valid_data.to(dev) if valid_data is not None else None, valid_rows, seeds[0])
     stack = _Stack(models, wrap)
-    calls = (_Call(stack.base, stack.view, loss_fn), _Call(stack.base, stack.view, val_loss_fn or loss_fn, evaluate=True))
+    calls = (
+        _Call(stack.base, stack.view, loss_fn),
+        _Call(stack.base, stack.view, val_loss_fn or loss_fn, evaluate=True),
+    )
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                     clip_grad=clip_grad, patience=patience, min_delta=min_delta, seeds=seeds,
                     eval_batch_size=eval_batch_size, progress=progress, description=description, callback=callback)  # fmt: skip
