@@ -6,6 +6,8 @@ no validation, so only the fitting is timed) on the same rows, batch size and th
 
 * ``stacked, one pass``: :func:`rareflow.flows.ensemble.train_ensemble` with
   :func:`~rareflow.flows.ensemble.class_context_nll_loss` (each row under its own class only);
+* ``stacked, one pass, 4x batch, sqrt-scaled lr``: the same with ``lr_reference_batch`` (speed
+  only; whether the validation NLL allows it is for the flow-classifier study);
 * ``stacked, two passes``: the same loop with today's ``class_nll_loss`` on ``ClassFlows([m])``
   (both classes evaluated per row): isolates what stacking buys from what the loss buys;
 * ``sequential (our loop), two passes``: ``rareflow.flows.train.train`` once per member, today's loss;
@@ -79,6 +81,9 @@ def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> dict[str,
 
     return {
         "stacked, one pass": lambda: train_ensemble(rareflow_members(X), class_context_nll_loss(), data, **kw),
+        "stacked, one pass, 4x batch, sqrt-scaled lr": lambda: train_ensemble(
+            rareflow_members(X), class_context_nll_loss(), data, **{**kw, "batch_size": 4 * batch}, lr_reference_batch=batch
+        ),
         "stacked, two passes": lambda: train_ensemble(rareflow_members(X), class_nll_loss(), data, wrap=pair, **kw),
         "sequential (our loop), two passes": lambda: seq(class_nll_loss(), pair),
         "sequential (our loop), one pass": lambda: seq(class_context_nll_loss(), lambda m: m),

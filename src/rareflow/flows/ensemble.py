@@ -269,15 +269,21 @@ def train_ensemble(
     with torch_threads(n_threads), seeded(seeds[0], dev):
         histories = _run(stack, calls, train_data, valid, **settings)
     stack.load_best()
+    _raise_if_diverged(histories)
+    return histories
+
+
+def _raise_if_diverged(histories: list[dict[str, Any]]) -> None:
+    """:class:`TrainingDiverged` naming the first diverged member (all best weights are loaded)."""
     diverged = [k for k, h in enumerate(histories) if h["diverged"]]
     if diverged:
         h = histories[diverged[0]]
         raise TrainingDiverged(
-            f"ensemble member {diverged[0]} diverged at epoch {h['epochs_run'] + 1} ({len(diverged)} of {m} members); "
-            f"their best weights were kept (lower lr, set clip_grad, or check the inputs for extreme values)",
+            f"ensemble member {diverged[0]} diverged at epoch {h['epochs_run'] + 1} "
+            f"({len(diverged)} of {len(histories)} members); their best weights were kept "
+            "(lower lr, set clip_grad, or check the inputs for extreme values)",
             {"members": histories},
         )
-    return histories
 
 
 def _check_args(
