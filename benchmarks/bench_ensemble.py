@@ -1,0 +1,154 @@
+"""Fit time of a 5-member flow ensemble: stacked (one loop) vs sequential (our loop) vs sequential zuko.
+
+Every variant trains 5 conditional RealNVPs (8 couplings, MLPs (128, 128), ELU, class one-hot as
+context; the flow-classifier defaults) for the same fixed number of epochs (no early stopping,
+no validation, so only the fitting is timed) on the same rows, batch size and threads:
+
+* ``stacked, one pass``: :func:`rareflow.flows.ensemble.train_ensemble` with
+  :func:`~rareflow.flows.ensemble.class_context_nll_loss` (each row under its own class only);
+* ``stacked, one pass, 4x batch, sqrt-scaled lr``: the same with ``lr_reference_batch`` (speed
+  only; whether the validation NLL allows it is for the flow-classifier study);
+* ``stacked, two passes``: the same loop with today's ``class_nll_loss`` on ``ClassFlows([m])``
+  (both classes evaluated per row): isolates what stacking buys from what the loss buys;
+* ``sequential (our loop), two passes``: ``rareflow.flows.train.train`` once per member, today's loss;
+* ``sequential (our loop), one pass``: the same with the one-pass loss;
+* ``today's flow-classifier loop``: one ``train`` of ``ClassFlows`` of the 5 members (shared
+  batches, loss on the member mean) — what ``flow-classifier`` runs before this change;
+* ``sequential zuko``: 5 plain zuko training loops (``zuko.flows.RealNVP`` of the same size, Adam,
+  ``-flow(c).log_prob(x).mean()``, standardised inputs).
+
+Data: MAGIC (``magic04.data``, 10 Hillas features, gamma = 0 / hadron = 1) when found, else
+synthetic 10-D two-class Gaussians; ``--rows`` rows (default 6000). Prints a Markdown table with
+each variant's time and its ratio to the stacked one-pass ensemble; ``--results`` also writes the
+section "## Flow ensemble (issue 18)" of ``benchmarks/RESULTS.md``.
+
+Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--results]``
+(smoke test: ``--epochs 1 --rows 1000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import REPO, command_line, machine_line, write_section
+
+MEMBERS, TRANSFORMS, HIDDEN, ACT = 5, 8, (128, 128), "elu"
+SECTION = "## Flow ensemble (issue 18)"
+MAGIC = [REPO.parent / "shared/data/magic/magic04.data", REPO / "shared/data/magic/magic04.data",
+         Path("/work/shared/data/magic/magic04.data")]  # fmt: skip
+
+
+def load_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(X, y, source)``: ``rows`` MAGIC rows (shuffled) or synthetic 10-D Gaussians."""
+    r = np.random.default_rng(seed)
+    for path in MAGIC:
+        if path.exists():
+            raw = np.genfromtxt(path, delimiter=",", dtype=str)
+            X, y = raw[:, :10].astype(np.float64), (raw[:, 10] == "h").astype(np.float32)
+            idx = r.permutation(len(X))[:rows]
+            return X[idx], y[idx], f"MAGIC {path.name} ({len(idx)} rows)"
+    y = (r.random(rows) < 0.35).astype(np.float32)
+    X = r.normal(0, 1, (rows, 10)) + 0.7 * y[:, None]
+    return X, y, f"synthetic 10-D Gaussians ({rows} rows)"
+
+
+def rareflow_members(X: np.ndarray) -> list:
+    from rareflow.flows import FlowConfig, FlowModel, Preprocessor
+
+    pre = Preprocessor.fit(X)
+    cfg = FlowConfig("realnvp", features=X.shape[1], context=2, transforms=TRANSFORMS, hidden=HIDDEN, activation=ACT)
+    return [FlowModel(cfg, pre, seed=k) for k in range(MEMBERS)]
+
+
+def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> dict[str, Callable[[], None]]:
+    from rareflow.detectors.flow_classifier import ClassFlows
+    from rareflow.flows import Batch, train
+    from rareflow.flows.ensemble import class_context_nll_loss, train_ensemble
+    from rareflow.flows.selfsup import class_nll_loss
+
+    data = Batch(torch.as_tensor(X, dtype=torch.float32), label=torch.as_tensor(y))
+    kw = dict(epochs=epochs, batch_size=batch, lr=1e-3, weight_decay=1e-5, patience=None, progress=False)
+    pair = lambda m: ClassFlows([m], conditional=True)  # noqa: E731
+
+    def seq(loss: Callable, wrap: Callable) -> None:
+        for k, m in enumerate(rareflow_members(X)):
+            train(wrap(m), loss, data, seed=k, **kw)
+
+    return {
+        "stacked, one pass": lambda: train_ensemble(rareflow_members(X), class_context_nll_loss(), data, **kw),
+        "stacked, one pass, 4x batch, sqrt-scaled lr": lambda: train_ensemble(
+            rareflow_members(X), class_context_nll_loss(), data, **{**kw, "batch_size": 4 * batch}, lr_reference_batch=batch
+        ),
+        "stacked, two passes": lambda: train_ensemble(rareflow_members(X), class_nll_loss(), data, wrap=pair, **kw),
+        "sequential (our loop), two passes": lambda: seq(class_nll_loss(), pair),
+        "sequential (our loop), one pass": lambda: seq(class_context_nll_loss(), lambda m: m),
+        "today's flow-classifier loop (5 members, one train)": lambda: train(
+            ClassFlows(rareflow_members(X), conditional=True), class_nll_loss(), data, seed=0, **kw
+        ),
+        "sequential zuko": lambda: zuko_sequential(X, y, epochs, batch),
+    }
+
+
+def zuko_sequential(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> None:
+    """5 plain zuko loops: the peer a user would write by hand."""
+    import zuko
+
+    x = torch.as_tensor((X - X.mean(0)) / X.std(0), dtype=torch.float32)
+    c = torch.nn.functional.one_hot(torch.as_tensor(y, dtype=torch.long), 2).float()
+    for k in range(MEMBERS):
+        torch.manual_seed(k)
+        flow = zuko.flows.RealNVP(x.shape[1], context=2, transforms=TRANSFORMS, hidden_features=HIDDEN,
+                                  activation=torch.nn.ELU)  # fmt: skip
+        opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            perm = torch.randperm(len(x))
+            for s in range(len(x) // batch):
+                idx = perm[s * batch : (s + 1) * batch]
+                loss = -flow(c[idx]).log_prob(x[idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+
+def main() -> None:
+    """Time every variant; print (and optionally write) the Markdown table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--rows", type=int, default=6000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    X, y, source = load_data(args.rows)
+    for fit in variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size).values():
+        fit()  # warm-up: first-call costs (vmap, allocator) are not fitting time
+    times = {}
+    for name, fit in variants(X, y, args.epochs, args.batch_size).items():
+        best = np.inf
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fit()
+            best = min(best, time.perf_counter() - t0)
+        times[name] = best
+    ref = times["stacked, one pass"]
+    rows = [f"| {n} | {t:.2f} | {MEMBERS * args.epochs * args.rows / t:,.0f} | {t / ref:.2f}x |" for n, t in times.items()]
+    body = "\n".join([
+        f"{MEMBERS} conditional RealNVPs ({TRANSFORMS} couplings, {HIDDEN}, {ACT}), {args.epochs} epochs, batch "
+        f"{args.batch_size}, {args.threads} thread(s), best of {args.repeats}; data: {source}.", "",
+        "| variant | fit s | member-samples/s | time / stacked one-pass |", "|---|---:|---:|---:|", *rows, "",
+        machine_line("torch", "zuko"), f"Command: `{command_line()}`",
+    ])  # fmt: skip
+    print(body)
+    if args.results:
+        write_section(SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
