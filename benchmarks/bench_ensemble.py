@@ -67,7 +67,7 @@ def rareflow_members(X: np.ndarray) -> list:
 
 def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> dict[str, Callable[[], None]]:
     from rareflow.detectors.flow_classifier import ClassFlows
-    from rareflow.flows import Batch, train
+    from rareflow.training import Batch, train
     from rareflow.flows.ensemble import class_context_nll_loss, train_ensemble
     from rareflow.flows.selfsup import class_nll_loss
 

@@ -9,10 +9,12 @@ from sklearn.metrics import roc_auc_score
 
 from rareflow.detectors.flow_classifier import ClassFlows
 from rareflow.errors import RareflowError
-from rareflow.flows import Batch, FlowConfig, FlowModel, Preprocessor, TrainingDiverged, nll_loss, train
+from rareflow.flows import FlowConfig, FlowModel, Preprocessor
+from rareflow.flows.losses import nll_loss
+from rareflow.training import Batch, TrainingDiverged, train
 from rareflow.flows.ensemble import class_context_nll_loss, train_ensemble
 from rareflow.flows.selfsup import class_nll_loss
-from rareflow.flows.train import evaluate_loss
+from rareflow.training import evaluate_loss
 
 KW = dict(epochs=4, batch_size=100, lr=3e-3, patience=2, progress=False)
 
@@ -127,8 +129,9 @@ def test_members_own_init_and_data_order_equal_separate_runs() -> None:
 
 # -- (d) ensemble scores vs sequential ensemble, tolerance from the seed spread ------------------
 def _ratio_auc(models: list[FlowModel], X: np.ndarray, y: np.ndarray) -> float:
-    pair = ClassFlows(models, conditional=True).evaluate_pair(X, 4096)
-    return float(roc_auc_score(y, pair[1] - pair[0]))
+    with torch.no_grad():
+        bulk, rare = ClassFlows(models, conditional=True).eval().log_prob_pair(torch.as_tensor(X, dtype=torch.float32))
+    return float(roc_auc_score(y, (rare - bulk).numpy()))
 
 
 def test_likelihood_ratio_auc_matches_sequential_within_seed_spread() -> None:

@@ -140,3 +140,22 @@ def test_files_with_flat_training_parameters_still_load(tmp_path, method) -> Non
     back = load_model(path)
     assert back.training_config().epochs == 2 and back.training_config().progress is False
     np.testing.assert_allclose(back.decision_function(X[:50]), det.decision_function(X[:50]), rtol=1e-6, atol=1e-6)
+
+
+def test_whole_set_criterion_is_not_chunked() -> None:
+    """An AUC-type validation criterion (``whole_set``) sees every row at once: chunks of rows of one
+    class would make it NaN (the selfsup-flow validation used to diverge when chunks got smaller)."""
+    import torch
+
+    from rareflow.flows.selfsup import selfsup_validation
+    from rareflow.training import Batch, evaluate_loss
+
+    class Gauss(torch.nn.Module):
+        def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+            return -0.5 * (x**2).sum(1)
+
+    x = torch.cat([torch.zeros(50, 2), torch.full((50, 2), 3.0)])
+    label = torch.cat([torch.zeros(50), torch.ones(50)])  # B rows first, then R rows
+    data = Batch(x=x, label=label)
+    one_pass = float(selfsup_validation()(Gauss(), data))
+    assert evaluate_loss(Gauss(), selfsup_validation(), data, batch_size=16) == pytest.approx(one_pass)

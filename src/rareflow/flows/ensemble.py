@@ -51,15 +51,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from rareflow.errors import RareflowError
 from rareflow.flows.model import FlowModel
-from rareflow.flows.train import (
-    Batch,
-    TrainingDiverged,
-    evaluate_loss,
-    resolve_device,
-    seeded,
-    torch_threads,
-    weighted_mean,
-)
+from rareflow.training import Batch, TrainingDiverged, evaluate_loss, resolve_device, seeded, torch_threads, weighted_mean
 from rareflow.progress import make_progress
 
 LossFn = Callable[[nn.Module, Batch], Tensor]

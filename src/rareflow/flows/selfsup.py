@@ -120,6 +120,7 @@ def selfsup_validation(trim: float = 0.01, tie_break: float = 1e-3) -> Callable[
             out = out + (1.0 - float(roc_auc_score(rare.cpu().numpy(), score)))
         return out
 
+    loss_fn.whole_set = True  # type: ignore[attr-defined]  # an AUC: not a sum over chunks
     return loss_fn
 
 

@@ -41,7 +41,13 @@ LossFn = Callable[[nn.Module, Batch], Tensor]
 
 
 def evaluate_loss(model: nn.Module, loss_fn: LossFn, data: Batch, batch_size: int) -> float:
-    """Loss on ``data`` in eval mode without gradients (chunk losses weighted by chunk weight)."""
+    """Loss on ``data`` in eval mode without gradients (chunk losses weighted by chunk weight).
+
+    A criterion that is not a sum over rows (e.g. an AUC) sets ``loss_fn.whole_set = True`` and is
+    evaluated on all of ``data`` at once.
+    """
+    if getattr(loss_fn, "whole_set", False):
+        batch_size = max(len(data), 1)
     was_training = model.training
     model.eval()
     total, weight = 0.0, 0.0
@@ -129,7 +135,8 @@ def fit_model(
             val_loss_fn=val_loss_fn, epochs=int(config.epochs if epochs is None else epochs), batch_size=config.batch_size,
             lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule, clip_grad=config.clip_grad,
             patience=config.patience, min_delta=config.min_delta, seed=seed, n_threads=config.n_threads,
-            device=config.device, eval_batch_size=config.score_batch_size, progress=config.progress,
+            device=config.device, progress=config.progress,  # validation in train()'s own chunks (8192 rows):
+            # the selfsup criterion is an AUC over the whole validation set, not a sum over chunks
             description=description,
         ),
         config.on_divergence,
