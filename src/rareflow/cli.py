@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
+from rareflow.safe_yaml import load_yaml
 
 app = typer.Typer(
     add_completion=False,
@@ -47,12 +47,9 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise RareflowError(f"--param {item!r}: expected key=value, e.g. --param n_estimators=300")
+            raise RareflowError(f"--param {short_repr(item)}: expected key=value, e.g. --param n_estimators=300")
         key, value = item.split("=", 1)
-        try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise RareflowError(f"--param {item!r}: the value is not valid YAML") from None
+        params[key.strip()] = load_yaml(value, f"--param {short_repr(key.strip(), 40)}")
     return params
 
 
@@ -75,7 +72,7 @@ def simulate(
     from rareflow.data.tables import write_table
 
     if source not in ("point", "diffuse"):
-        raise RareflowError(f"--source {source!r}: use point or diffuse")
+        raise RareflowError(f"--source {short_repr(source)}: use point or diffuse")
     sim = simulate_events(
         n_events, rare_fraction, seed, muon_fraction=muon_fraction, source=source,
         dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None,
@@ -220,7 +217,7 @@ def compare(
         try:
             cfg.scenario.seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise RareflowError(f"--seeds {seeds!r}: expected comma-separated integers") from None
+            raise RareflowError(f"--seeds {short_repr(seeds)}: expected comma-separated integers") from None
     if methods:
         cfg.methods = [MethodConfig(name=m.strip()) for m in methods.split(",") if m.strip()]
     paths = run_compare(cfg, out, data_seed=seed, scheduler=scheduler)
@@ -250,7 +247,7 @@ def outliers(
         try:
             value = float(sigma)
         except ValueError:
-            raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi") from None
+            raise RareflowError(f"--sigma {short_repr(sigma)}: expected a number or a range lo:hi") from None
     summary = outliers_command(model, n, method, value, seed, out, data=data, k=k)
     _echo(f"wrote {summary.get('rows', n)} {method} points to {out}", quiet)
 

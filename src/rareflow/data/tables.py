@@ -19,7 +19,7 @@ import pandas as pd
 
 from rareflow.atomic import atomic_path
 from rareflow.data.magic import looks_like_magic, read_magic
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def detect_format(path: Path, fmt: str | None) -> str:
     """The table format from ``fmt`` or the file name."""
     if fmt is not None:
         if fmt not in FORMATS:
-            raise RareflowError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+            raise RareflowError(f"unknown format {short_repr(fmt)}; use one of {', '.join(FORMATS)}")
         return fmt
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
@@ -133,9 +133,9 @@ def select_features(df: pd.DataFrame, features: Sequence[str] | None, source: st
         raise RareflowError(f"{source}: feature column(s) {dup} listed twice in --features")
     for f in features:
         if f == LABEL or f == WEIGHT or str(f).startswith("true_"):
-            raise RareflowError(f"{source}: column {f!r} cannot be a feature (label, weight and true_* are not)")
+            raise RareflowError(f"{source}: column {short_repr(f)} cannot be a feature (label, weight and true_* are not)")
         if not pd.api.types.is_numeric_dtype(df[f]) or pd.api.types.is_bool_dtype(df[f]):
-            raise RareflowError(f"{source}: column {f!r} is not numeric (dtype {df[f].dtype}); drop it from --features")
+            raise RareflowError(f"{source}: column {short_repr(f)} is not numeric (dtype {df[f].dtype}); drop it from --features")
     return list(features)
 
 
@@ -184,18 +184,18 @@ def encode_labels(
     labels = df[LABEL].astype(str)
     present = sorted(labels.unique())
     if rare_label not in present:
-        raise RareflowError(f"{source}: rare label {rare_label!r} not present; labels are {present}")
+        raise RareflowError(f"{source}: rare label {short_repr(rare_label)} not present; labels are {short_repr(present)}")
     if bulk_labels is None:
         bulk = [lab for lab in present if lab != rare_label]
     else:
         bulk = list(bulk_labels)
         absent = [b for b in bulk if b not in present]
         if absent:
-            raise RareflowError(f"{source}: bulk label(s) {absent} not present; labels are {present}")
+            raise RareflowError(f"{source}: bulk label(s) {absent} not present; labels are {short_repr(present)}")
         if rare_label in bulk:
-            raise RareflowError(f"{source}: label {rare_label!r} is both rare and bulk; pick one")
+            raise RareflowError(f"{source}: label {short_repr(rare_label)} is both rare and bulk; pick one")
     if not bulk:
-        raise RareflowError(f"{source}: only the rare label {rare_label!r} is present; bulk events are needed")
+        raise RareflowError(f"{source}: only the rare label {short_repr(rare_label)} is present; bulk events are needed")
     keep = labels.isin([rare_label, *bulk]).to_numpy()
     out = df.loc[keep].reset_index(drop=True)
     y = (out[LABEL].astype(str) == rare_label).to_numpy().astype(np.int64)
