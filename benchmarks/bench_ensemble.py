@@ -10,7 +10,7 @@ no validation, so only the fitting is timed) on the same rows, batch size and th
   only; whether the validation NLL allows it is for the flow-classifier study);
 * ``stacked, two passes``: the same loop with today's ``class_nll_loss`` on ``ClassFlows([m])``
   (both classes evaluated per row): isolates what stacking buys from what the loss buys;
-* ``sequential (our loop), two passes``: ``rareflow.flows.train.train`` once per member, today's loss;
+* ``sequential (our loop), two passes``: ``rareflow.training.train`` once per member, today's loss;
 * ``sequential (our loop), one pass``: the same with the one-pass loss;
 * ``today's flow-classifier loop``: one ``train`` of ``ClassFlows`` of the 5 members (shared
   batches, loss on the member mean) — what ``flow-classifier`` runs before this change;

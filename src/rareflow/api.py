@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from rareflow.io.tables import parse_feature_list, prepare_dataset, read_table
+from rareflow.io.tables import keep_valid, parse_feature_list, prepare_dataset, read_table
 from rareflow.detectors import Detector, detector_class, get_detector
 from rareflow.errors import RareflowError
 from rareflow.fingerprint import holdout_mask, training_record
@@ -98,9 +98,10 @@ def train_model(
 
     ``fit_on``: ``bulk``/``rare`` for one-class methods (default bulk), ``both`` (the default) for
     two-class and supervised ones. One-class methods train on the rows of their class when the
-    table has labels, on every row otherwise. ``holdout``: fraction of the table's rows left out
-    of training (seeded by ``seed``, see :mod:`rareflow.fingerprint`); the model remembers the
-    table's fingerprint either way.
+    table has labels (the other class may be absent), on every row otherwise. Rows flagged
+    ``is_valid=False`` (images with < 3 pixels) are skipped by design. ``holdout``: fraction of
+    the table's rows left out of training (seeded by ``seed``, see :mod:`rareflow.fingerprint`);
+    the model remembers the table's fingerprint either way.
     """
     cls = detector_class(method)
     params = dict(params or {})
@@ -113,12 +114,12 @@ def train_model(
         params["random_state"] = method_seed(seed, method)  # the one meaning of a seed (rareflow.seeding)
     det = get_detector(method, **params)  # bad parameters fail before the data is read
     df = read_table(data, fmt)
-    held = holdout_mask(len(df), holdout, seed)
-    train_df = df.loc[~held].reset_index(drop=True) if held.any() else df
+    held = holdout_mask(len(df), holdout, seed)  # on the table's rows, as `score` sees them
+    train_df = keep_valid(df.loc[~held].reset_index(drop=True) if held.any() else df, str(data))
     ds = prepare_dataset(
         train_df, str(data), parse_feature_list(features), rare_label, bulk_labels,
         need_labels=cls.requires_labels or (cls.kind == "one-class" and "label" in df.columns),
-        drop_nonfinite=drop_nonfinite,
+        drop_nonfinite=drop_nonfinite, needed=params["fit_on"] if cls.kind == "one-class" else "both",
     )
     seed_everything(method_seed(seed, method))  # as the compare runner does before every fit
     det.fit(ds.X, ds.y, sample_weight=ds.weight)

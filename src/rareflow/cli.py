@@ -6,16 +6,19 @@ stderr and exit status 2, with no partial output (outputs are written atomically
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
+from rareflow.atomic import Terminated, refuse_same_file
 from rareflow.cli_help import HelpfulTyper
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
+from rareflow.safe_yaml import load_yaml
 
 app = HelpfulTyper(
     add_completion=False,
@@ -60,17 +63,21 @@ def _echo(msg: str, quiet: bool) -> None:
         typer.echo(msg, err=True)
 
 
+def _distinct_outputs(out: Path, others: dict[str, Path | None]) -> None:
+    """Two outputs of one command must not be the same file."""
+    for name, other in others.items():
+        if other is not None:
+            refuse_same_file(other, {"--out": out}, option=name)
+
+
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
     """``key=value`` pairs; values parsed as YAML (numbers, lists, dicts)."""
     params: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise RareflowError(f"--param {item!r}: expected key=value, e.g. --param n_estimators=300")
+            raise RareflowError(f"--param {short_repr(item)}: expected key=value, e.g. --param n_estimators=300")
         key, value = item.split("=", 1)
-        try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise RareflowError(f"--param {item!r}: the value is not valid YAML") from None
+        params[key.strip()] = load_yaml(value, f"--param {short_repr(key.strip(), 40)}")
     return params
 
 
@@ -99,11 +106,12 @@ def simulate(
 ) -> None:
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
     seed_value = _setup(seed, quiet, threads)
+    _distinct_outputs(out, {"--images-out": images_out, "--plots": plots})
     from rareflow.iact.simulate import save_images, simulate_events
     from rareflow.io.metadata import write_parquet
 
     if source not in ("point", "diffuse"):
-        raise RareflowError(f"--source {source!r}: use point or diffuse")
+        raise RareflowError(f"--source {short_repr(source)}: use point or diffuse")
     sim = simulate_events(
         n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source,
         dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None,
@@ -139,6 +147,7 @@ def extract(
     _setup(seed, quiet, threads)
     for f in files:
         _need_file(f, "FILES")
+    refuse_same_file(out, {"input file": list(files)})
     from rareflow.iact.extract import extract_to_parquet
 
     info = extract_to_parquet(
@@ -189,6 +198,7 @@ def train(
     """
     seed_value = _setup(seed, quiet, threads)
     _need_file(data, "--data")
+    refuse_same_file(out, {"--data": data})
     from rareflow.api import train_model
     from rareflow.detectors.working_point import describe_working_point
 
@@ -211,6 +221,9 @@ def score(
         None, "--scheduler", help="Score Parquet row groups on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers of the local Dask cluster (default: one per core)."),
+    drop_nonfinite: bool = typer.Option(
+        False, "--drop-nonfinite", help="Leave rows with NaN/inf features out of the output instead of failing."
+    ),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -223,12 +236,16 @@ def score(
     _setup(seed, quiet, threads)
     _need_file(model, "--model")
     _need_file(data, "--data")
+    refuse_same_file(out, {"--model": model, "--data": data})
     import time
 
     from rareflow.scoring import score_table
 
     t0 = time.perf_counter()
-    n = score_table(model, data, out, fmt=fmt, batch_rows=batch_rows, scheduler=scheduler, n_workers=workers)
+    n = score_table(
+        model, data, out, fmt=fmt, batch_rows=batch_rows, scheduler=scheduler, n_workers=workers,
+        drop_nonfinite=drop_nonfinite,
+    )
     dt = max(time.perf_counter() - t0, 1e-9)
     _echo(f"scored {n} events in {dt:.1f} s ({n / dt:,.0f} events/s); wrote {out}", quiet)
 
@@ -240,7 +257,10 @@ def evaluate(
     rare_label: str = typer.Option("gamma", "--rare-label"),
     bulk_label: Optional[list[str]] = typer.Option(None, "--bulk-label"),
     significance_events: float = typer.Option(1e6, "--significance-events", help="ON-region events before cuts."),
-    alpha: float = typer.Option(0.2, "--alpha", help="Li & Ma on/off exposure ratio."),
+    alpha: float = typer.Option(0.2, "--alpha", help="Li & Ma on/off exposure ratio (> 0)."),
+    drop_nonfinite: bool = typer.Option(
+        False, "--drop-nonfinite", help="Skip rows with a NaN/inf score instead of failing."
+    ),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -251,11 +271,12 @@ def evaluate(
     """
     _setup(seed, quiet, threads)
     _need_file(scores, "--scores")
+    refuse_same_file(out, {"--scores": scores})
     from rareflow.atomic import write_text_atomic
     from rareflow.evaluation.evaluate import evaluate_file
     from rareflow.evaluation.summary import dumps
 
-    doc = evaluate_file(scores, rare_label, bulk_label, significance_events, alpha)
+    doc = evaluate_file(scores, rare_label, bulk_label, significance_events, alpha, drop_nonfinite=drop_nonfinite)
     write_text_atomic(out, dumps(doc))
     for m, v in doc["methods"].items():
         _echo(f"{m}: AUC {v['auc']:.4f}, AP {v['ap']:.4f}", quiet)
@@ -288,7 +309,7 @@ def compare(
     if seeds is not None or methods is not None:
         names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
         cfg = with_overrides(cfg, seeds=seeds, methods=names)
-    paths = run_compare(cfg, out, scheduler=scheduler)
+    paths = run_compare(cfg, out, scheduler=scheduler, inputs={"--config": config})
     _echo(f"wrote {paths['report']} and metrics.json, scores.parquet, plots in {out}", quiet)
 
 
@@ -311,6 +332,7 @@ def outliers(
     seed_value = _setup(seed, quiet, threads)
     _need_file(model, "--model")
     _need_file(data, "--data")
+    refuse_same_file(out, {"--model": model, "--data": data})
     from rareflow.api import outliers_command
 
     value: float | str | None = sigma
@@ -318,16 +340,44 @@ def outliers(
         try:
             value = float(sigma)
         except ValueError:
-            raise RareflowError(f"--sigma {sigma!r}: expected a number or a range lo:hi") from None
+            raise RareflowError(f"--sigma {short_repr(sigma)}: expected a number or a range lo:hi") from None
     summary = outliers_command(model, n, method, value, seed_value, out, data=data, k=k)
     _echo(f"wrote {summary.get('rows', n)} {method} points to {out}", quiet)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a RareflowError becomes one stderr line and exit status 2.
+def _debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` anywhere on the command line (removed) or ``RAREFLOW_DEBUG=1``: show tracebacks."""
+    debug = os.environ.get("RAREFLOW_DEBUG", "").strip() not in ("", "0")
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        debug = True
+    return argv, debug
 
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path."""
+    what = exc.strerror or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    target = f" {' -> '.join(paths)}" if paths else ""
+    hint = {
+        errno.ENOSPC: "free some disk space or write elsewhere",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.EACCES: "check the permissions or write elsewhere",
+        errno.EISDIR: "give a file name, not a folder",
+        errno.ENOTDIR: "a folder in the path is a file",
+    }.get(exc.errno or 0, "check the path")
+    return f"error: cannot write or read{target}: {what}; {hint}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; every failure becomes one stderr line and a non-zero exit status.
+
+    A :class:`RareflowError` or an OS error (disk full, read-only target, a folder given as a
+    file) exits 2; any other exception exits 1 with a pointer to ``RAREFLOW_DEBUG=1`` / ``--debug``,
+    which show the traceback. SIGTERM/SIGHUP exit 128+signal after removing temporary files.
     Usage errors and ``--help`` are typer's own (exit 2 and 0); the return value is the exit code.
     """
+    argv, debug = _debug(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, prog_name="rareflow")
     except RareflowError as exc:
@@ -339,6 +389,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("aborted", err=True)
         return 130
+    except Terminated as exc:
+        typer.echo(f"aborted: {exc}", err=True)
+        return 128 + exc.signum
+    except OSError as exc:
+        if debug:
+            raise
+        typer.echo(" ".join(_os_error_line(exc).split()), err=True)
+        return 2
+    except Exception as exc:  # a bug or an unforeseen input: one line unless debugging
+        if debug:
+            raise
+        detail = " ".join(str(exc).split())[:200]
+        typer.echo(f"error: unexpected {type(exc).__name__}: {detail}; run with RAREFLOW_DEBUG=1 for the traceback", err=True)
+        return 1
     return 0
 
 

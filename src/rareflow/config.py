@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rareflow.detectors.thresholds import RULE_FIELDS, ThresholdRule
 from rareflow.errors import RareflowError
+from rareflow.safe_yaml import MAX_BYTES, load_yaml
 from rareflow.seeding import check_seed
 
 
@@ -204,12 +204,9 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
     path = Path(path)
     if not path.exists():
         raise RareflowError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RareflowError(f"{path}: invalid YAML{where}; fix the syntax") from None
+    if path.stat().st_size > MAX_BYTES:
+        raise RareflowError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_BYTES})")
+    raw = load_yaml(path.read_text(errors="replace"), str(path))
     if raw is not None and not isinstance(raw, dict):
         raise RareflowError(f"{path}: the config must be a mapping with data/scenario/methods keys")
     cfg = parse_config(raw or {}, str(path))

@@ -30,8 +30,10 @@ from safetensors.numpy import save as st_save
 
 from rareflow import __version__
 from rareflow.atomic import write_bytes_atomic
-from rareflow.detectors import Detector, FittedState, get_detector
-from rareflow.errors import RareflowError
+from rareflow.detectors import Detector, FittedState, detector_class
+from rareflow.errors import RareflowError, short_repr
+from rareflow.model_meta import MAX_META_BYTES, parse_meta
+from rareflow.safe_zip import open_archive, read_member
 
 SCHEMA_VERSION = 1
 _COMMON_ARRAYS = ("decision_scores_",)
@@ -74,33 +76,80 @@ def save_model(detector: Detector, path: str | os.PathLike[str]) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def _damaged(path: Path, what: str) -> RareflowError:
+    return RareflowError(f"damaged model file {path}: {what}; retrain the model or check the file's origin")
+
+
+def _read_meta_from(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    raw = read_member(zf, "meta.json", MAX_META_BYTES)
+    try:
+        version = json.loads(raw).get("schema_version") if raw[:1] == b"{" else None
+    except (ValueError, RecursionError, AttributeError, UnicodeDecodeError):
+        version = None
+    if isinstance(version, int) and version != SCHEMA_VERSION:
+        raise RareflowError(
+            f"{path} has model schema {short_repr(version)}; this rareflow reads schema {SCHEMA_VERSION}: retrain"
+        )
+    return parse_meta(raw)
+
+
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``meta.json`` of a model file (method, features, parameters), validated."""
+    """The ``meta.json`` of a model file (method, features, parameters), validated against its schema.
+
+    Sizes and compression ratios of the archive members are checked before anything is inflated
+    (:mod:`rareflow.safe_zip`); the JSON is validated by :class:`rareflow.model_meta.ModelMeta`.
+    """
     path = Path(path)
     if not path.exists():
         raise RareflowError(f"model file {path} not found; train one with `rareflow train`")
+    if path.is_dir():
+        raise RareflowError(f"model file {path} is a directory; give the .rfm file from `rareflow train`")
     try:
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("meta.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+        with open_archive(path) as zf:
+            return _read_meta_from(zf, path)
+    except RareflowError:
+        raise
+    except zipfile.BadZipFile:
         raise RareflowError(f"{path} is not a rareflow model file (expected a zip with meta.json)") from None
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise RareflowError(
-            f"{path} has model schema {meta.get('schema_version')!r}; this rareflow reads schema {SCHEMA_VERSION}: retrain"
-        )
-    return meta
+    except ValueError as exc:  # UnsafeMember and schema errors carry a one-line reason
+        if str(exc) == "member meta.json is missing":
+            raise RareflowError(f"{path} is not a rareflow model file (expected a zip with meta.json)") from None
+        raise _damaged(path, str(exc)) from None
+    except Exception as exc:  # anything else while reading untrusted bytes is damage, not a crash
+        raise _damaged(path, f"{type(exc).__name__}: {str(exc)[:120]}") from None
 
 
 def load_model(path: str | os.PathLike[str]) -> Detector:
-    """Rebuild a fitted detector from ``path`` (no code from the file is executed)."""
+    """Rebuild a fitted detector from ``path`` (no code from the file is executed).
+
+    Every failure while rebuilding (a missing or wrong-shape array, a relabelled method, hostile
+    skops bytes) is reported as "damaged model file <path>: <what>"; a fitted detector must also
+    score one probe row before it is returned.
+    """
+    path = Path(path)
     meta = read_meta(path)
-    detector = get_detector(meta["method"], **meta["params"])  # also maps older parameter layouts
+    cls = detector_class(meta["method"])
     try:
-        with zipfile.ZipFile(path) as zf:
-            arrays = st_load(zf.read("arrays.safetensors"))
-            blobs = {name: zf.read(f"blobs/{name}") for name in meta["blobs"]}
-    except Exception as exc:  # corrupt archive members
-        raise RareflowError(f"{path} is damaged ({type(exc).__name__}); retrain the model") from None
+        with open_archive(path) as zf:
+            arrays = st_load(read_member(zf, "arrays.safetensors"))
+            blobs = {name: read_member(zf, f"blobs/{name}") for name in meta["blobs"]}
+        detector = _rebuild(cls, meta, arrays, blobs)
+    except RareflowError as exc:
+        raise _damaged(path, str(exc)) from None
+    except Exception as exc:  # corrupt members, relabelled methods, hostile blobs
+        raise _damaged(path, f"{type(exc).__name__}: {str(exc)[:120]}") from None
+    return detector
+
+
+def _rebuild(cls: type[Detector], meta: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> Detector:
+    """The detector from validated parts; raises if the parts do not fit together."""
+    params = dict(meta["params"])
+    upgrade = getattr(cls, "upgrade_params", None)
+    if upgrade is not None:  # files written before torch settings moved into `training` (or renamed)
+        params = upgrade(params)
+    detector = cls(**params)
+    if "decision_scores_" not in arrays:
+        raise ValueError("array decision_scores_ is missing")
     detector.decision_scores_ = arrays.pop("decision_scores_")
     detector.threshold_ = float(meta["threshold"])
     detector.n_features_in_ = int(meta["n_features"])
@@ -112,4 +161,8 @@ def load_model(path: str | os.PathLike[str]) -> Detector:
     detector.working_point_ = wp.get("training_efficiencies") or {}
     if meta.get("training_data"):
         detector.training_data_ = meta["training_data"]
+    if getattr(cls, "input", "table") != "image":
+        probe = np.asarray(detector.decision_function(np.zeros((1, detector.n_features_in_))), dtype=float)
+        if probe.shape != (1,):
+            raise ValueError(f"the model scores one row as shape {probe.shape}")
     return detector

@@ -36,9 +36,9 @@ import pyarrow.parquet as pq
 
 from rareflow.atomic import atomic_path
 from rareflow.io.scores import METADATA_KEY, read_scores
-from rareflow.io.tables import check_finite, detect_format, read_table, select_features
+from rareflow.io.tables import detect_format, read_table, select_features, valid_rows
 from rareflow.detectors import Detector
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
 from rareflow.fingerprint import IN_SAMPLE_WARNING, compare_with_training, parquet_head
 from rareflow.persistence import load_model
 from rareflow.progress import make_progress
@@ -91,10 +91,29 @@ def _row_group_frames(
 
 
 def _score_frame(det: Detector, df: pd.DataFrame, features: list[str], source: str, row_offset: int) -> np.ndarray:
-    """Validate one chunk (numeric, finite; rows numbered from the file start) and score it."""
+    """Score one chunk (numeric columns checked). Rows flagged ``is_valid=False`` and rows with
+    NaN/inf features are not scored: their score is NaN (an empty cell); :func:`_check_chunk`
+    decides whether the latter are an error."""
     select_features(df, features, source)
-    check_finite(df, features, source, row_offset=row_offset)
-    return np.asarray(det.decision_function(df[features]), dtype=np.float64)
+    ok = valid_rows(df) & np.isfinite(df[features].to_numpy(dtype=float)).all(axis=1)
+    scores = np.full(len(df), np.nan)
+    if ok.any():
+        scores[ok] = np.asarray(det.decision_function(df.loc[ok, features]), dtype=np.float64)
+    return scores
+
+
+def _check_chunk(df: pd.DataFrame, features: list[str], source: str, row_offset: int, drop: bool) -> np.ndarray:
+    """Rows to write: all, less (with ``drop``) valid rows with NaN/inf features; else an error naming them."""
+    bad = valid_rows(df) & ~np.isfinite(df[features].to_numpy(dtype=float)).all(axis=1)
+    if bad.any() and not drop:
+        values = df.loc[bad, features].to_numpy(dtype=float)
+        cols = [c for c, b in zip(features, (~np.isfinite(values)).any(axis=0)) if b]
+        raise RareflowError(
+            f"{source}: {int((~np.isfinite(values)).sum())} NaN/inf value(s) in {int(bad.sum())} row(s), "
+            f"column(s) {short_repr(cols)}, first at row {row_offset + int(np.argmax(bad))}; fix the data or pass "
+            "--drop-nonfinite to leave those rows out of the output"
+        )
+    return ~bad
 
 
 def _check_columns(columns: Sequence[str], features: list[str], path: Path, method: str) -> None:
@@ -127,7 +146,8 @@ def _score_row_group_task(
     det = _worker_model(model)
     pf = _open_parquet(Path(data))
     parts, offset = [], row_offset
-    for df in _row_group_frames(pf, row_group, batch_rows, columns=features):
+    columns = features + (["is_valid"] if "is_valid" in pf.schema_arrow.names else [])
+    for df in _row_group_frames(pf, row_group, batch_rows, columns=columns):
         parts.append(_score_frame(det, df, features, data, offset))
         offset += len(df)
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
@@ -190,11 +210,14 @@ def score_table(
     batch_rows: int = 262_144,
     scheduler: str | None = None,
     n_workers: int | None = None,
+    drop_nonfinite: bool = False,
 ) -> int:
     """Score ``data`` with ``model`` into Parquet ``out``; returns the number of rows scored.
 
     ``scheduler``: ``None`` (this process), ``"local"`` (a Dask LocalCluster of ``n_workers``
     processes, default one per core) or a Dask scheduler address; same scores either way.
+    Rows flagged ``is_valid=False`` are written with an empty score and prediction 0; rows with
+    NaN/inf features are an error, or left out of the output with ``drop_nonfinite``.
     """
     if batch_rows < 1:
         raise RareflowError(f"batch_rows must be >= 1 (got {batch_rows})")
@@ -223,12 +246,17 @@ def score_table(
         task = progress.add_task("score" + (" (dask)" if scheduler else ""), total=total, info="")
         writer: pq.ParquetWriter | None = None
         try:
+            seen = 0
             for df, scores in chunks:
                 read = len(df)
                 if keep is not None:  # the training rows of a --holdout model are not scored
                     sel = keep[offset : offset + read]
                     df, scores = df.loc[sel], scores[sel]
                 offset += read
+                ok = _check_chunk(df, features, str(path), seen, drop_nonfinite)
+                seen += read
+                if not ok.all():
+                    df, scores = df.loc[ok], scores[ok]
                 df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:

@@ -1,4 +1,4 @@
-"""Stacked ensemble training (flows/ensemble.py) against the sequential loop ``flows.train.train``."""
+"""Stacked ensemble training (flows/ensemble.py) against the sequential loop ``rareflow.training.train``."""
 
 from __future__ import annotations
 

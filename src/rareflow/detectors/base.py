@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from rareflow.detectors.params import check, short
 from rareflow.detectors.thresholds import ThresholdRule, parse_rule, quantile_threshold
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
 from rareflow.seeding import check_seed
 
 Kind = Literal["one-class", "two-class", "supervised"]
@@ -65,6 +65,8 @@ class Detector(BaseEstimator):
     param_specs: ClassVar[dict[str, Any]] = {}
     #: True when the fitted model does not depend on ``random_state`` (or there is none)
     deterministic: ClassVar[bool] = False
+    #: Fewest training rows (of the class fitted on) a fit accepts.
+    min_train_rows: ClassVar[int] = 3
 
     # -- public API -------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "Detector":
@@ -90,9 +92,12 @@ class Detector(BaseEstimator):
             raise RareflowError(
                 f"method '{self.name}' needs both rare and bulk events in training; found only one class"
             )
-        self._fit(Xa, ya, wa)
-        self.decision_scores_ = self._public_score(Xa)
-        self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
+        self._check_fit_inputs(Xa, wa)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by _check_fit_result
+            self._fit(Xa, ya, wa)
+            self.decision_scores_ = self._public_score(Xa)
+            self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
+        self._check_fit_result(Xa, wa)
         self._record_working_point(self.decision_scores_, ya, wa, other)
         return self
 
@@ -137,6 +142,47 @@ class Detector(BaseEstimator):
         from rareflow.detectors.working_point import describe_working_point
 
         return f"{text}  # {describe_working_point(self)}"
+
+    # -- fit guards: refuse what would make a silently useless model ------------------------------
+    def _check_fit_inputs(self, X: np.ndarray, w: np.ndarray | None) -> None:
+        """Enough rows, usable weights (finite, not all zero)."""
+        if len(X) < self.min_train_rows:
+            raise RareflowError(
+                f"method '{self.name}' got {len(X)} training row(s); it needs at least {self.min_train_rows}: "
+                "give it a larger table"
+            )
+        if w is not None:
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise RareflowError(f"method '{self.name}': event weights must be finite and >= 0")
+            with np.errstate(over="ignore"):
+                total = float(w.sum())
+            if not np.isfinite(total) or total <= 0:
+                raise RareflowError(
+                    f"method '{self.name}': the training event weights sum to {total:.3g}; "
+                    "give positive weights of a sensible scale (or drop the weight column)"
+                )
+
+    def _check_fit_result(self, X: np.ndarray, w: np.ndarray | None) -> None:
+        """Training scores and threshold must be finite: a NaN model would score every event NaN."""
+        scores = np.asarray(self.decision_scores_, dtype=float)
+        if np.isfinite(scores).all() and np.isfinite(self.threshold_):
+            return
+        n_bad = int((~np.isfinite(scores)).sum())
+        raise RareflowError(
+            f"method '{self.name}' produced {n_bad} non-finite training score(s) and threshold {self.threshold_:.3g}; "
+            f"likely cause: {self._likely_culprit(X, w)}; rescale that column (or the weights) and retrain"
+        )
+
+    def _likely_culprit(self, X: np.ndarray, w: np.ndarray | None) -> str:
+        """The column (or the weights) whose magnitude overflows float64 arithmetic."""
+        if w is not None and float(np.max(w)) > 1e150:
+            return f"event weights up to {float(np.max(w)):.3g}"
+        with np.errstate(all="ignore"):
+            mag = np.nanmax(np.abs(X), axis=0) if len(X) else np.zeros(X.shape[1])
+        j = int(np.argmax(mag))
+        names = getattr(self, "feature_names_in_", None)
+        col = str(names[j]) if names is not None and len(names) == X.shape[1] else f"feature {j}"
+        return f"column {short_repr(col)} with values up to {float(mag[j]):.3g}"
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:

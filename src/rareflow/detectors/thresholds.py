@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
 
 
 class ThresholdRule(BaseModel):
@@ -63,9 +63,8 @@ def parse_rule(spec: ThresholdRule | dict[str, Any] | None) -> ThresholdRule:
     except Exception as exc:  # pydantic's message is multi-line: keep the first error
         first = str(exc).splitlines()
         detail = " ".join(first[1:3]) if len(first) > 2 else str(exc)
-        text = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
         raise RareflowError(
-            f"invalid threshold {text}: {detail[:200]}; use e.g. {{rule: quantile, bulk_acceptance: 0.01}}"
+            f"invalid threshold {short_repr(spec)}: {detail[:160]}; use e.g. {{rule: quantile, bulk_acceptance: 0.01}}"
         ) from None
 
 

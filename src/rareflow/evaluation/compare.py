@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rareflow.atomic import write_text_atomic
+from rareflow.atomic import atomic_dir, check_replaceable, write_text_atomic
 from rareflow.config import ExperimentConfig
 from rareflow.io.tables import write_table
 from rareflow.evaluation.plots import q_factor_plot, roc_plot, score_distributions
@@ -66,6 +66,24 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def compare(cfg: ExperimentConfig, out_dir: str | Path, data_seed: int | None = None, scheduler: str | None = None) -> dict[str, Path]:
-    """Run ``cfg`` (in-process, or on Dask with ``scheduler``) and write its outputs."""
-    return write_outputs(run_experiment(cfg, data_seed, scheduler), out_dir)
+#: What a previous compare result folder may hold (it is replaced only if it holds nothing else).
+RESULT_FILES = frozenset({"metrics.json", "scores.parquet", "report.html", "*.png"})
+
+
+def compare(
+    cfg: ExperimentConfig, out_dir: str | Path, data_seed: int | None = None, scheduler: str | None = None,
+    inputs: dict[str, object] | None = None,
+) -> dict[str, Path]:  # fmt: skip
+    """Run ``cfg`` (in-process, or on Dask with ``scheduler``) and write its outputs.
+
+    The outputs go to a hidden folder beside ``out_dir`` that replaces it only once every file is
+    written: a failure half-way leaves no partial folder and an earlier result intact.
+    ``inputs`` (``{"--config": path}``) must not lie inside an ``out_dir`` that would be replaced.
+    """
+    out = Path(out_dir)
+    guard = {"data.path": cfg.data.path, **(inputs or {})}
+    check_replaceable(out, RESULT_FILES, guard)  # before the (long) run; atomic_dir checks again
+    result = run_experiment(cfg, data_seed, scheduler)
+    with atomic_dir(out, RESULT_FILES, guard) as tmp:
+        paths = write_outputs(result, tmp)
+    return {k: out / Path(p).relative_to(tmp) for k, p in paths.items()}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rareflow.io.tables import encode_labels
+from rareflow.io.tables import encode_labels, keep_valid
 from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
 from rareflow.evaluation.summary import metrics_document
@@ -26,21 +26,41 @@ from rareflow.io.scores import read_scores
 log = logging.getLogger(__name__)
 
 
+def _check_exposure(n_events: float, alpha: float) -> None:
+    """Li & Ma needs a positive exposure: ``alpha`` (on/off ratio) > 0 and events > 0, both finite."""
+    if not (np.isfinite(alpha) and alpha > 0):
+        raise RareflowError(f"--alpha {alpha}: the on/off exposure ratio must be a finite number > 0, e.g. 0.2")
+    if not (np.isfinite(n_events) and n_events > 0):
+        raise RareflowError(f"--significance-events {n_events}: must be a finite number > 0, e.g. 1e6")
+
+
 def evaluate_file(
     path: str | Path,
     rare_label: str = "gamma",
     bulk_labels: list[str] | None = None,
     significance_events: float = 1e6,
     significance_alpha: float = 0.2,
+    drop_nonfinite: bool = False,
 ) -> dict[str, Any]:
-    """The metrics.json document for the scores in ``path``."""
+    """The metrics.json document for the scores in ``path``.
+
+    Rows flagged ``is_valid=False`` (not scored by design) are skipped; other rows with a NaN/inf
+    score are an error, or skipped with ``drop_nonfinite``.
+    """
+    _check_exposure(significance_events, significance_alpha)
     df, meta = read_scores(path)
     if meta.get("in_sample"):
         log.warning("%s: %s", path, IN_SAMPLE_WARNING)
+    df = keep_valid(df, str(path))
     df, y = encode_labels(df, rare_label, bulk_labels, str(path))
-    if not np.isfinite(df["score"].to_numpy(dtype=float)).all():
-        row = int(np.argmax(~np.isfinite(df["score"].to_numpy(dtype=float))))
-        raise RareflowError(f"{path}: non-finite score at row {row}; rescore the data")
+    bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
+    if bad.any() and drop_nonfinite:
+        df, y = df.loc[~bad].reset_index(drop=True), y[~bad]
+    elif bad.any():
+        raise RareflowError(
+            f"{path}: {int(bad.sum())} non-finite score(s), first at row {int(np.argmax(bad))}; rescore the data "
+            "or pass --drop-nonfinite to skip those rows"
+        )
     df = df.assign(_y=y)
     if "method" not in df.columns:
         df = df.assign(method=meta.get("method", "model"))

@@ -16,7 +16,7 @@ independent, exactly as if trained separately:
 * own initialisation (the caller builds each :class:`~rareflow.flows.model.FlowModel` with its
   seed; all members share one preprocessing, whose buffers must be equal),
 * own data order: member :math:`k` draws its permutation of the training rows from a generator
-  seeded with ``seeds[k]`` (the same draws as :func:`rareflow.flows.train.train` with that seed),
+  seeded with ``seeds[k]`` (the same draws as :func:`rareflow.training.train` with that seed),
 * own optimiser state (AdamW is elementwise, so one AdamW over the stacked tensors is M AdamWs)
   and own gradient-norm clipping (the norm is taken per member),
 * own early stopping: a member whose validation loss has not improved for ``patience`` epochs
@@ -229,7 +229,7 @@ def train_ensemble(
 ) -> list[dict[str, Any]]:
     """Train ``models`` (one architecture, one preprocessing) as one stacked network; one history each.
 
-    ``loss_fn(model, batch)`` is any scalar loss of :func:`rareflow.flows.train.train`, called
+    ``loss_fn(model, batch)`` is any scalar loss of :func:`rareflow.training.train`, called
     per member on ``wrap(model)`` (e.g. ``lambda m: ClassFlows([m], conditional=True)`` for
     :func:`~rareflow.flows.selfsup.class_nll_loss`; or use :func:`class_context_nll_loss` on
     the flow itself, one pass instead of two). It runs under ``torch.vmap``: no Python branches

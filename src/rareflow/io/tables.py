@@ -19,7 +19,7 @@ import pandas as pd
 
 from rareflow.atomic import atomic_path
 from rareflow.io.magic import looks_like_magic, read_magic
-from rareflow.errors import RareflowError
+from rareflow.errors import RareflowError, short_repr
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def detect_format(path: Path, fmt: str | None) -> str:
     """The table format from ``fmt`` or the file name."""
     if fmt is not None:
         if fmt not in FORMATS:
-            raise RareflowError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+            raise RareflowError(f"unknown format {short_repr(fmt)}; use one of {', '.join(FORMATS)}")
         return fmt
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
@@ -79,10 +79,26 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    check_unique_columns(path)
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise RareflowError(f"{path}: cannot read as Parquet ({type(exc).__name__}); is the file complete?") from None
+
+
+def check_unique_columns(path: Path) -> None:
+    """Refuse a Parquet file whose schema names a column twice (pyarrow cannot select it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception:  # damaged: the reader below says so
+        return
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RareflowError(
+            f"{path}: column name(s) {short_repr(dup)} appear more than once; rename them so every column is unique"
+        )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -112,6 +128,9 @@ def parse_feature_list(spec: str | Sequence[str] | None) -> list[str] | None:
 def select_features(df: pd.DataFrame, features: Sequence[str] | None, source: str = "table") -> list[str]:
     """Feature columns: the requested ones (checked), or every numeric non-meta, non-``true_`` column."""
     if features is None:
+        for c in df.columns:
+            if c not in META_COLUMNS and not str(c).startswith("true_"):
+                _refuse_bad_cells(df, c, source)
         cols = [
             c
             for c in df.columns
@@ -133,10 +152,48 @@ def select_features(df: pd.DataFrame, features: Sequence[str] | None, source: st
         raise RareflowError(f"{source}: feature column(s) {dup} listed twice in --features")
     for f in features:
         if f == LABEL or f == WEIGHT or str(f).startswith("true_"):
-            raise RareflowError(f"{source}: column {f!r} cannot be a feature (label, weight and true_* are not)")
+            raise RareflowError(f"{source}: column {short_repr(f)} cannot be a feature (label, weight and true_* are not)")
         if not pd.api.types.is_numeric_dtype(df[f]) or pd.api.types.is_bool_dtype(df[f]):
-            raise RareflowError(f"{source}: column {f!r} is not numeric (dtype {df[f].dtype}); drop it from --features")
+            _refuse_bad_cells(df, f, source)
+            raise RareflowError(f"{source}: column {short_repr(f)} is not numeric (dtype {df[f].dtype}); drop it from --features")
     return list(features)
+
+
+VALID = "is_valid"
+
+
+def valid_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows usable for analysis: ``is_valid`` (simulate/extract flag images with < 3 pixels) or all."""
+    if VALID not in df.columns:
+        return np.ones(len(df), dtype=bool)
+    return df[VALID].fillna(False).astype(bool).to_numpy()
+
+
+def keep_valid(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The rows with ``is_valid`` true (by design: flagged rows hold NaN parameters), logged."""
+    valid = valid_rows(df)
+    if valid.all():
+        return df
+    if not valid.any():
+        raise RareflowError(f"{source}: every row has {VALID}=False; nothing to train on")
+    log.info("%s: using %d rows with %s=True, skipping %d flagged rows", source, valid.sum(), VALID, (~valid).sum())
+    return df.loc[valid].reset_index(drop=True)
+
+
+def _refuse_bad_cells(df: pd.DataFrame, column: Any, source: str) -> None:
+    """A text column whose cells are mostly numbers is a feature with bad cells: name the first one."""
+    col = df[column]
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return
+    present = col.notna().to_numpy()
+    numbers = pd.to_numeric(col, errors="coerce").notna().to_numpy()
+    if present.sum() == 0 or numbers.sum() <= 0.5 * present.sum():
+        return  # a genuine text column (names, categories): not a feature
+    row = int(np.argmax(present & ~numbers))
+    raise RareflowError(
+        f"{source}: column {short_repr(str(column))} is numeric except {int((present & ~numbers).sum())} cell(s), "
+        f"first at row {row}: {short_repr(col.iloc[row], 40)}; fix those cells or drop the rows"
+    )
 
 
 def check_finite(
@@ -171,31 +228,43 @@ def encode_labels(
     rare_label: str,
     bulk_labels: Sequence[str] | None,
     source: str,
+    needed: str = "both",
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows of the rare and bulk classes and ``y`` (1 rare, 0 bulk).
 
     ``bulk_labels=None`` means every label other than ``rare_label``. Rows of other labels (e.g.
-    muons when the bulk is only protons) are dropped. Missing labels are errors.
+    muons when the bulk is only protons) are dropped. ``needed``: which classes must be present —
+    ``both`` (two-class training, metrics), or ``rare`` / ``bulk`` (a one-class fit on that class).
+    Empty label cells and missing needed labels are errors.
     """
     if LABEL not in df.columns:
         raise RareflowError(
             f"{source}: no '{LABEL}' column; this needs labelled events (add a '{LABEL}' column, e.g. gamma/hadron)"
         )
+    empty = df[LABEL].isna().to_numpy()
+    if empty.any():
+        raise RareflowError(
+            f"{source}: {int(empty.sum())} empty cell(s) in column '{LABEL}', first at row {int(np.argmax(empty))}; "
+            "fill in the labels or remove those rows"
+        )
     labels = df[LABEL].astype(str)
     present = sorted(labels.unique())
-    if rare_label not in present:
-        raise RareflowError(f"{source}: rare label {rare_label!r} not present; labels are {present}")
+    if rare_label not in present and needed != "bulk":
+        raise RareflowError(f"{source}: rare label {short_repr(rare_label)} not present; labels are {short_repr(present)}")
     if bulk_labels is None:
         bulk = [lab for lab in present if lab != rare_label]
     else:
         bulk = list(bulk_labels)
         absent = [b for b in bulk if b not in present]
         if absent:
-            raise RareflowError(f"{source}: bulk label(s) {absent} not present; labels are {present}")
+            raise RareflowError(f"{source}: bulk label(s) {short_repr(absent)} not present; labels are {short_repr(present)}")
         if rare_label in bulk:
-            raise RareflowError(f"{source}: label {rare_label!r} is both rare and bulk; pick one")
-    if not bulk:
-        raise RareflowError(f"{source}: only the rare label {rare_label!r} is present; bulk events are needed")
+            raise RareflowError(f"{source}: label {short_repr(rare_label)} is both rare and bulk; pick one")
+    if not bulk and needed != "rare":
+        raise RareflowError(
+            f"{source}: only the rare label {short_repr(rare_label)} is present; two-class training and metrics need "
+            "bulk events too: check --rare-label/--bulk-label, or fit a one-class method with --fit-on rare"
+        )
     keep = labels.isin([rare_label, *bulk]).to_numpy()
     out = df.loc[keep].reset_index(drop=True)
     y = (out[LABEL].astype(str) == rare_label).to_numpy().astype(np.int64)
@@ -238,13 +307,17 @@ def prepare_dataset(
     bulk_labels: Sequence[str] | None = None,
     need_labels: bool = True,
     drop_nonfinite: bool = False,
+    needed: str = "both",
 ) -> Dataset:
-    """Validate ``df`` once: labels, feature columns, finite values, weights."""
+    """Validate ``df`` once: labels, feature columns, finite values, weights.
+
+    ``needed``: the classes that must be present (see :func:`encode_labels`).
+    """
     y = None
     bulk: list[str] = list(bulk_labels or [])
     if need_labels or LABEL in df.columns:
         if need_labels or rare_label in set(df[LABEL].astype(str)):
-            df, y = encode_labels(df, rare_label, bulk_labels, source)
+            df, y = encode_labels(df, rare_label, bulk_labels, source, needed)
             bulk = sorted(set(df[LABEL]) - {rare_label})
     cols = select_features(df, features, source)
     check_cols = cols + ([WEIGHT] if WEIGHT in df.columns else [])
