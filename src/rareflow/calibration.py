@@ -22,6 +22,12 @@ pool-adjacent-violators fit, Zadrozny & Elkan 2002) assumes exactly that and not
   inside (0, 1), while moving the probability by at most 1e-6.
 
 The fitted calibrator is plain numbers (``to_dict`` / ``from_dict``, JSON-able; no pickle).
+
+**Fallback without labels** (:func:`fit_ecdf_gammaness`; a one-class fit given only one class):
+the empirical CDF of the training scores, :math:`g(s) = \hat F_{train}(s)`, as knots at the
+training-score quantiles with the same tie-breaker. It is monotone in the score and in (0, 1), so
+every per-bin cut on it equals a cut on the score, but it is a **rank** (the fraction of training
+events scoring lower), not a probability of being a gamma; its ``method`` says ``training-ecdf``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 
 from rareflow.errors import RareflowError
 
-__all__ = ["GammanessCalibrator", "fit_gammaness"]
+__all__ = ["GammanessCalibrator", "fit_ecdf_gammaness", "fit_gammaness"]
 
 EPSILON = 1e-6
 
@@ -48,6 +54,7 @@ class GammanessCalibrator:
     scale: float
     prior: float = 0.5
     epsilon: float = EPSILON
+    method: str = "centred-isotonic"  # or "training-ecdf" (no labels: a rank, not a probability)
 
     def __call__(self, scores: Any) -> np.ndarray:
         """Gammaness of ``scores`` (NaN stays NaN)."""
@@ -63,12 +70,12 @@ class GammanessCalibrator:
     def with_prior(self, prior: float) -> "GammanessCalibrator":
         """The same calibrator at another rare-class prior (odds rescaled)."""
         _check_prior(prior)
-        return GammanessCalibrator(self.x, self.y, self.center, self.scale, prior, self.epsilon)
+        return GammanessCalibrator(self.x, self.y, self.center, self.scale, prior, self.epsilon, self.method)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able numbers."""
         return dict(
-            method="centred-isotonic", x=self.x.tolist(), y=self.y.tolist(), center=self.center,
+            method=self.method, x=self.x.tolist(), y=self.y.tolist(), center=self.center,
             scale=self.scale, prior=self.prior, epsilon=self.epsilon,
         )  # fmt: skip
 
@@ -77,7 +84,8 @@ class GammanessCalibrator:
         """Inverse of :meth:`to_dict`, with a one-line error on a damaged record."""
         try:
             x, y = np.asarray(d["x"], dtype=float), np.asarray(d["y"], dtype=float)
-            out = cls(x, y, float(d["center"]), float(d["scale"]), float(d["prior"]), float(d["epsilon"]))
+            method = str(d.get("method", "centred-isotonic"))
+            out = cls(x, y, float(d["center"]), float(d["scale"]), float(d["prior"]), float(d["epsilon"]), method)
         except (KeyError, TypeError, ValueError) as exc:
             raise RareflowError(f"gammaness calibration record is damaged ({type(exc).__name__}: {exc}); refit the model") from exc
         if x.size == 0 or x.shape != y.shape or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
@@ -108,3 +116,22 @@ def fit_gammaness(scores: Any, labels: Any, weight: Any = None, *, prior: float 
     x = np.bincount(block, weights=w * s) / np.bincount(block, weights=w)
     q25, m, q75 = np.percentile(s, [25, 50, 75])
     return GammanessCalibrator(x, values, float(m), float(q75 - q25) or 1.0, prior)
+
+
+#: Knots of the ECDF fallback (quantiles of the training scores).
+ECDF_KNOTS = 512
+
+
+def fit_ecdf_gammaness(scores: Any) -> GammanessCalibrator:
+    """The no-label fallback: the ECDF of the TRAINING scores (a rank in (0, 1), see module docstring)."""
+    s = np.asarray(scores, dtype=float)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        raise RareflowError("gammaness fallback needs at least 2 finite training scores")
+    probs = np.linspace(0.0, 1.0, min(ECDF_KNOTS, s.size))
+    x, keep = np.unique(np.quantile(s, probs), return_index=True)
+    y = probs[keep]
+    if x.size < 2:  # every training score equal: a step at that score
+        x, y = np.array([x[0] - 0.5, x[0] + 0.5]), np.array([0.0, 1.0])
+    q25, m, q75 = np.percentile(s, [25, 50, 75])
+    return GammanessCalibrator(x, y, float(m), float(q75 - q25) or 1.0, 0.5, EPSILON, "training-ecdf")

@@ -214,8 +214,15 @@ def train(
 def score(
     model: Path = typer.Option(..., "--model", help="Model file from `rareflow train`."),
     data: Path = typer.Option(..., "--data", help="Table to score."),
-    out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score, prediction, threshold."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="parquet | csv | magic | dl1."),
+    out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score, prediction, threshold, gammaness."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format",
+        help="Input parquet | csv | magic | dl1; or dl2: a ctapipe DL1 input scored into a ctapipe DL2 HDF5 --out.",
+    ),
+    gammaness_column: str = typer.Option(
+        "gammaness", "--gammaness-column", help="Name of the calibrated gammaness column (e.g. gh_score for pyirf)."
+    ),
+    dl2_prefix: str = typer.Option("rareflow", "--dl2-prefix", help="With --format dl2: the DL2 algorithm name."),
     batch_rows: int = typer.Option(262144, "--batch-rows", min=1, help="Rows per streamed chunk."),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="Score Parquet row groups on Dask: 'local' (a cluster sized to this machine) or a scheduler address."
@@ -239,13 +246,21 @@ def score(
     refuse_same_file(out, {"--model": model, "--data": data})
     import time
 
-    from rareflow.scoring import score_table
+    from rareflow.scoring import score_dl2, score_table
 
     t0 = time.perf_counter()
-    n = score_table(
-        model, data, out, fmt=fmt, batch_rows=batch_rows, scheduler=scheduler, n_workers=workers,
-        drop_nonfinite=drop_nonfinite,
-    )
+    if fmt == "dl2":
+        if scheduler is not None:
+            raise RareflowError("--format dl2 scores in this process; drop --scheduler")
+        n = score_dl2(
+            model, data, out, gammaness_column=gammaness_column, prefix=dl2_prefix, batch_rows=batch_rows,
+            drop_nonfinite=drop_nonfinite,
+        )  # fmt: skip
+    else:
+        n = score_table(
+            model, data, out, fmt=fmt, batch_rows=batch_rows, scheduler=scheduler, n_workers=workers,
+            drop_nonfinite=drop_nonfinite, gammaness_column=gammaness_column,
+        )  # fmt: skip
     dt = max(time.perf_counter() - t0, 1e-9)
     _echo(f"scored {n} events in {dt:.1f} s ({n / dt:,.0f} events/s); wrote {out}", quiet)
 
@@ -261,6 +276,11 @@ def evaluate(
     drop_nonfinite: bool = typer.Option(
         False, "--drop-nonfinite", help="Skip rows with a NaN/inf score instead of failing."
     ),
+    bin_column: Optional[str] = typer.Option(
+        None, "--bin-column", help="Also give metrics per bin of this column (e.g. true_energy; fSize is a proxy)."
+    ),
+    bin_edges: Optional[str] = typer.Option(None, "--bin-edges", help="Comma-separated bin edges (default: log bins)."),
+    per_decade: int = typer.Option(5, "--per-decade", min=1, help="Log bins per decade when --bin-edges is not given."),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -276,7 +296,18 @@ def evaluate(
     from rareflow.evaluation.evaluate import evaluate_file
     from rareflow.evaluation.summary import dumps
 
-    doc = evaluate_file(scores, rare_label, bulk_label, significance_events, alpha, drop_nonfinite=drop_nonfinite)
+    edges = None
+    if bin_edges is not None and bin_column is None:
+        raise RareflowError("--bin-edges needs --bin-column (the column the edges bin)")
+    if bin_edges is not None:
+        try:
+            edges = [float(e) for e in bin_edges.split(",") if e.strip()]
+        except ValueError:
+            raise RareflowError(f"--bin-edges {short_repr(bin_edges)}: expected numbers separated by commas, e.g. 0.1,1,10") from None
+    binning = None if bin_column is None else {"column": bin_column, "edges": edges, "per_decade": per_decade}
+    doc = evaluate_file(
+        scores, rare_label, bulk_label, significance_events, alpha, drop_nonfinite=drop_nonfinite, binning=binning
+    )
     write_text_atomic(out, dumps(doc))
     for m, v in doc["methods"].items():
         _echo(f"{m}: AUC {v['auc']:.4f}, AP {v['ap']:.4f}", quiet)

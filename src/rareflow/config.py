@@ -133,6 +133,48 @@ class SignificanceConfig(_Strict):
     alpha: float = Field(default=0.2, gt=0)
 
 
+class BinningConfig(_Strict):
+    """Per-bin evaluation (``docs/energy.md``): the bin column, its edges and the per-bin cut rule.
+
+    ``column: null`` (default) picks ``true_energy`` when the table has it (simulations), else
+    ``fSize`` (MAGIC) or ``hillas_intensity`` as an energy *proxy*; ``enabled: false`` turns it off.
+    Edges: ``edges`` (a list), or ``per_decade`` log bins over ``range`` (default: the data's range;
+    automatic edges merge a bin without test events into its neighbour, explicit ones refuse it).
+    ``rule``/``value``: the cut chosen on the training (calibration) rows of each bin, e.g.
+    ``rare_efficiency: 0.7`` (pyirf's percentile cut); default value 0.7 for ``rare_efficiency``,
+    the threshold section's ``bulk_acceptance`` for ``bulk_acceptance``.
+    """
+
+    enabled: bool = True
+    column: str | None = None
+    proxy: bool | None = None  # None: a column not named true_* is a proxy
+    edges: list[float] | None = None
+    per_decade: int = Field(default=5, ge=1, le=100)
+    range: tuple[float, float] | None = None
+    rule: Literal["rare_efficiency", "bulk_acceptance"] | None = None
+    value: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _edges(self) -> "BinningConfig":
+        if self.edges is not None and self.range is not None:
+            raise ValueError("give binning.edges or binning.range, not both")
+        if self.edges is not None and (len(self.edges) < 2 or any(b <= a for a, b in zip(self.edges, self.edges[1:]))):
+            raise ValueError(f"binning.edges must hold >= 2 strictly increasing values (got {self.edges})")
+        if self.range is not None and not 0 < self.range[0] < self.range[1]:
+            raise ValueError(f"binning.range must be [low, high] with 0 < low < high for log bins (got {list(self.range)})")
+        return self
+
+
+class SensitivityConfig(_Strict):
+    """Differential sensitivity from the simulation record (``docs/energy.md``): ``enabled: auto``
+    computes it when the data allow (a simulation record, true_energy bins, point-source gammas,
+    gamma vs proton) and says why not otherwise; ``true`` makes a missing requirement an error."""
+
+    enabled: bool | Literal["auto"] = "auto"
+    obstime_h: float = Field(default=50.0, gt=0)
+    on_region_radius_deg: float | None = Field(default=None, gt=0)
+
+
 class MethodConfig(_Strict):
     name: str
     label: str | None = None  # display name, e.g. "flow (latent_norm)"; defaults to name
@@ -153,7 +195,14 @@ class ExperimentConfig(_Strict):
     scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+    binning: BinningConfig = Field(default_factory=BinningConfig)
+    sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
     methods: list[MethodConfig] = Field(default_factory=_default_methods, min_length=1)
+
+    @field_validator("binning", mode="before")
+    @classmethod
+    def _binning_off(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
 
     @field_validator("methods", mode="before")
     @classmethod

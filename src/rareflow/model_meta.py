@@ -72,6 +72,7 @@ class ModelMeta(BaseModel):
     blobs: list[str] = Field(max_length=64)
     working_point: WorkingPoint | None = None  # absent in files written before it was recorded
     training_data: TrainingData | None = None
+    gammaness: dict[str, Any] | None = None  # rareflow.calibration record; absent in older files
 
     @field_validator("threshold", mode="before")
     @classmethod

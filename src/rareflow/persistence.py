@@ -5,7 +5,9 @@ A model file is a zip archive holding
 * ``meta.json`` — schema version, rareflow version, method name, constructor parameters, the
   feature columns, the fitted threshold, its working point (rule and training-data
   efficiencies), the training table's fingerprint (``training_data``, see
-  :mod:`rareflow.fingerprint`) and the detector's JSON settings;
+  :mod:`rareflow.fingerprint`), the gammaness calibration (``gammaness``, plain numbers, see
+  :mod:`rareflow.calibration`; absent in older files, which load without it) and the
+  detector's JSON settings;
 * ``arrays.safetensors`` — numpy arrays (weights, means, covariances, training scores), read by
   ``safetensors`` which parses a header and raw bytes only;
 * ``blobs/<name>`` — opaque byte strings a detector may need, e.g. a scikit-learn model saved
@@ -64,6 +66,7 @@ def save_model(detector: Detector, path: str | os.PathLike[str]) -> None:
             "training_efficiencies": _jsonable(getattr(detector, "working_point_", {})),
         },
         "training_data": _jsonable(getattr(detector, "training_data_", None)),
+        "gammaness": None if getattr(detector, "gammaness_", None) is None else _jsonable(detector.gammaness_.to_dict()),
     }
     arrays = {k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
     arrays["decision_scores_"] = np.ascontiguousarray(detector.decision_scores_, dtype=np.float64)
@@ -161,6 +164,11 @@ def _rebuild(cls: type[Detector], meta: dict[str, Any], arrays: dict[str, np.nda
     detector.working_point_ = wp.get("training_efficiencies") or {}
     if meta.get("training_data"):
         detector.training_data_ = meta["training_data"]
+    detector.gammaness_ = None  # files written before the calibration was stored: no gammaness
+    if meta.get("gammaness"):
+        from rareflow.calibration import GammanessCalibrator
+
+        detector.gammaness_ = GammanessCalibrator.from_dict(meta["gammaness"])
     if getattr(cls, "input", "table") != "image":
         probe = np.asarray(detector.decision_function(np.zeros((1, detector.n_features_in_))), dtype=float)
         if probe.shape != (1,):

@@ -1,7 +1,9 @@
 """Score a feature table with a saved model, streaming Parquet row groups in bounded memory.
 
 Output = the input columns + ``score`` (higher = rarer), ``prediction`` (1 rare / 0 bulk at the
-model's training-data threshold) and ``threshold``; the model's method and features go into the
+model's training-data threshold), ``threshold`` and ``gammaness`` (the model's calibrated
+score -> [0, 1] map, :mod:`rareflow.calibration`; name chosen by ``gammaness_column``, e.g.
+``gh_score`` for pyirf; left out for models saved before the calibration was stored); the model's method and features go into the
 Parquet schema metadata under ``rareflow``. Written to a temporary file and renamed at the end.
 
 Parquet input is read row group by row group, each row group in chunks of at most ``batch_rows``
@@ -211,6 +213,7 @@ def score_table(
     scheduler: str | None = None,
     n_workers: int | None = None,
     drop_nonfinite: bool = False,
+    gammaness_column: str | None = "gammaness",
 ) -> int:
     """Score ``data`` with ``model`` into Parquet ``out``; returns the number of rows scored.
 
@@ -236,6 +239,7 @@ def score_table(
     else:
         total = None  # known after reading
     meta, keep = _metadata(det, path, fmt, features, pf)
+    calibrator = _calibrator(det, gammaness_column)
     if scheduler is None:
         chunks = _local_chunks(det, path, fmt, features, batch_rows, pf)
     else:
@@ -258,6 +262,8 @@ def score_table(
                 if not ok.all():
                     df, scores = df.loc[ok], scores[ok]
                 df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
+                if calibrator is not None:
+                    df[gammaness_column] = calibrator(scores)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
                     schema = table.schema.with_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta.encode()})
@@ -271,3 +277,47 @@ def score_table(
             if writer is not None:
                 writer.close()
     return n
+
+
+def _calibrator(det: Detector, column: str | None) -> Any:
+    """The model's gammaness calibration, or None (no column asked, or an older model file: warned)."""
+    if column is None:
+        return None
+    if column in ("score", "prediction", "threshold"):
+        raise RareflowError(f"--gammaness-column {short_repr(column)}: that name is taken by the scores output; pick another")
+    cal = getattr(det, "gammaness_", None)
+    if cal is None:
+        log.warning("the '%s' model has no gammaness calibration (saved by an older rareflow): no %s column", det.name, column)
+    return cal
+
+
+def score_dl2(
+    model: Detector | str | Path, data: str | Path, out: str | Path, *, gammaness_column: str = "gammaness",
+    prefix: str = "rareflow", batch_rows: int = 262_144, drop_nonfinite: bool = False,
+) -> int:  # fmt: skip
+    """Score a ctapipe DL1 file and write ctapipe's DL2 classification layout (``rareflow.io.dl2``).
+
+    The DL1 file is the template: it is copied and ``/dl2/.../particle_type/<prefix>`` added, with
+    ``<prefix>_prediction`` = the gammaness (``is_valid`` false where an event was not scored).
+    Returns the number of telescope events with a valid gammaness.
+    """
+    from rareflow.io.dl2 import read_dl1, write_dl2
+
+    det = model if isinstance(model, Detector) else load_model(model)
+    features = [str(c) for c in getattr(det, "feature_names_in_", [])]
+    cal = _calibrator(det, gammaness_column)
+    if cal is None:
+        raise RareflowError(f"the '{det.name}' model has no gammaness calibration (an older model file); retrain it for DL2 output")
+    path = Path(data)
+    table = read_dl1(path)
+    _check_columns(list(table.columns), features, path, det.name)
+    parts = []
+    for start in range(0, len(table), batch_rows):
+        df = table.iloc[start : start + batch_rows]
+        scores = _score_frame(det, df, features, str(path), start)
+        ok = _check_chunk(df, features, str(path), start, drop_nonfinite)
+        parts.append(np.where(ok, scores, np.nan))
+    g = cal(np.concatenate(parts))
+    with atomic_path(out) as tmp:
+        write_dl2(table.assign(**{gammaness_column: g}), tmp, template=path, prefix=prefix, column=gammaness_column, overwrite=True)
+    return int(np.isfinite(g).sum())

@@ -5,6 +5,12 @@
 * ``decision_function(X)`` returns the score, **higher = rarer**, for every method.
 * ``decision_scores_`` (training scores), ``threshold_`` (cut chosen on training data),
   ``predict(X)`` -> 1 rare / 0 bulk (``score > threshold_``), ``feature_names_in_``.
+* ``gammaness_`` (:class:`rareflow.calibration.GammanessCalibrator`): score -> gammaness in [0, 1],
+  monotone in the score, fitted in ``fit`` on the labelled training scores (centred isotonic
+  regression; a one-class fit uses its own class plus the labelled rows of the other class it left
+  out) and refitted by ``set_threshold_from`` on held-out labelled calibration rows; without labels
+  of both classes, the training-score ECDF (a rank, not a probability; ``gammaness_.method``).
+  ``gammaness(X)`` applies it.
 * Class attributes say what a method needs: ``kind`` (``one-class`` | ``two-class`` |
   ``supervised``) and ``requires_labels``.
 
@@ -99,7 +105,31 @@ class Detector(BaseEstimator):
             self.threshold_ = self._threshold_from(self.decision_scores_, ya, wa)
         self._check_fit_result(Xa, wa)
         self._record_working_point(self.decision_scores_, ya, wa, other)
+        self._fit_gammaness(self.decision_scores_, ya, wa, other)
         return self
+
+    def gammaness(self, X: Any) -> np.ndarray:
+        """Calibrated gammaness in [0, 1] of each row of ``X`` (``gammaness_`` applied to the score)."""
+        cal = getattr(self, "gammaness_", None)
+        if cal is None:
+            raise RareflowError(f"the '{self.name}' model has no gammaness calibration (saved by an older rareflow); retrain it")
+        return cal(self.decision_function(X))
+
+    def _fit_gammaness(self, scores: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, other: tuple | None = None) -> None:
+        """``gammaness_`` from labelled scores of both classes, else the training-score ECDF (see module doc)."""
+        from rareflow.calibration import fit_ecdf_gammaness, fit_gammaness
+
+        own_scores = scores
+        if y is None and other is not None and len(other[1]):
+            own = np.full(len(scores), 1 if self._fit_on() == "rare" else 0)
+            scores = np.concatenate([scores, self._public_score(other[0])])
+            y = np.concatenate([own, other[1]])
+            w = None if w is None or other[2] is None else np.concatenate([w, other[2]])
+        ok = np.isfinite(scores)
+        if y is not None and np.unique(np.asarray(y)[ok]).size == 2:
+            self.gammaness_ = fit_gammaness(scores, y, w)
+        else:
+            self.gammaness_ = fit_ecdf_gammaness(own_scores)
 
     def check_params(self) -> "Detector":
         """Validate the constructor parameters; a one-line :class:`RareflowError` names the first bad one."""
@@ -132,6 +162,8 @@ class Detector(BaseEstimator):
         wa = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         self.threshold_ = self._threshold_from(scores, ya, wa)
         self._record_working_point(scores, ya, wa)
+        if ya is not None and np.unique(ya).size == 2:  # held-out labelled rows: a better calibration
+            self._fit_gammaness(scores, ya, wa)
         return self.threshold_
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:

@@ -29,6 +29,8 @@ def result_document(result: RunResult) -> dict[str, Any]:
             "methods_config": [m.model_dump() for m in cfg.methods],
             "splits": {str(k): v for k, v in result.splits.items()},
             "skipped": result.skipped,
+            **({"per_bin": result.per_bin} if result.per_bin is not None else {}),
+            **({"sensitivity": result.sensitivity} if result.sensitivity is not None else {}),
         },
     )
 
@@ -53,6 +55,10 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
         ("Score distributions", paths["scores_png"]),
         ("Quality factor", paths["q"]),
     ]
+    from rareflow.evaluation.energy_plots import energy_html, write_energy_plots
+
+    energy_figs = write_energy_plots(doc, out)
+    paths.update({p.stem: p for _, p in energy_figs})
     gallery = []
     if result.gallery and result.camera is not None:
         from rareflow.evaluation.gallery import write_gallery
@@ -62,7 +68,7 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
         paths.update({f"gallery:{caption.split(':')[0]}": p for caption, p in gallery})
     title = result.config.name and f"rareflow compare — {result.config.name}"
     paths["report"] = out / "report.html"
-    write_text_atomic(paths["report"], render_report(doc, images, title, gallery=gallery or None))
+    write_text_atomic(paths["report"], render_report(doc, images, title, gallery=gallery or None, energy=energy_html(doc, energy_figs)))
     return paths
 
 

@@ -4,6 +4,11 @@ Labels come from the ``label`` column (rare label vs the bulk labels); ``weight`
 present; the cut is the ``threshold`` column (the model's training-data threshold). A file with
 ``method``/``seed`` columns (compare's scores.parquet) is evaluated per method and seed.
 
+``binning`` (``--bin-column``): metrics per bin of a column of the file as well (``per_bin``). A
+scores file holds no training rows, so the cut in every bin is the file's ``threshold`` (the
+model's global cut, placed on its training data); per-bin cuts chosen on training data per bin
+come from ``rareflow compare`` (``binning:`` in the config).
+
 Scores of the model's own training rows (``in_sample`` in the scores metadata, see
 :mod:`rareflow.fingerprint`) are evaluated but warned about, and marked ``data.in_sample``.
 """
@@ -41,6 +46,7 @@ def evaluate_file(
     significance_events: float = 1e6,
     significance_alpha: float = 0.2,
     drop_nonfinite: bool = False,
+    binning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics.json document for the scores in ``path``.
 
@@ -66,6 +72,7 @@ def evaluate_file(
         df = df.assign(method=meta.get("method", "model"))
     if "seed" not in df.columns:
         df = df.assign(seed=0)
+    per_bin = None if binning is None else _per_bin(df, binning, str(path))
     per_seed = []
     for (method, seed), g in df.groupby(["method", "seed"], sort=False):
         if g["_y"].nunique() < 2:
@@ -89,5 +96,33 @@ def evaluate_file(
                 "holdout_only": bool(meta.get("holdout_only", False)),
             },
             "significance": {"n_events": significance_events, "alpha": significance_alpha},
+            **({"per_bin": per_bin} if per_bin is not None else {}),
         },
     )
+
+
+def _per_bin(df: Any, binning: dict[str, Any], source: str) -> dict[str, Any]:
+    """Per-bin metrics at the file's global cut, per method (mean/std over seeds)."""
+    from rareflow.evaluation.binned import bin_column, evaluate_binned, make_edges
+    from rareflow.evaluation.energy import aggregate_binned
+
+    column = binning["column"]
+    values = bin_column(df, column, source)
+    if "threshold" not in df.columns:
+        raise RareflowError(f"{source}: --bin-column needs the 'threshold' column of `rareflow score` (the model's cut)")
+    rare = values[df["_y"].to_numpy(dtype=bool)]
+    edges = make_edges(rare, binning.get("edges"), per_decade=binning.get("per_decade", 5), column=column)
+    frames: dict[str, list[Any]] = {}
+    empty = np.empty(0)
+    for (method, _), g in df.groupby(["method", "seed"], sort=False):
+        w = g["weight"].to_numpy(dtype=float) if "weight" in g.columns else None
+        test = (g["score"].to_numpy(dtype=float), g["_y"].to_numpy(), values[g.index.to_numpy()])
+        frames.setdefault(str(method), []).append(evaluate_binned(
+            (empty, empty, empty), test, edges, test_weight=w, rare_efficiency=0.5,
+            fill_value=float(g["threshold"].iloc[0]), min_events=1, column=column,
+        ))  # fmt: skip
+    return dict(
+        column=column, proxy=not column.startswith("true_"), edges=edges.tolist(), rule="global threshold",
+        cut_chosen_on="the model's global cut (the file's threshold column, placed on its training data)",
+        methods={m: aggregate_binned(f) for m, f in frames.items()},
+    )  # fmt: skip

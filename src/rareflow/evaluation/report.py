@@ -207,9 +207,12 @@ def _round(x: Any) -> Any:
 
 def render_report(
     doc: dict[str, Any], images: list[tuple[str, Path]], title: str | None = None,
-    gallery: list[tuple[str, Path]] | None = None,
+    gallery: list[tuple[str, Path]] | None = None, energy: str | None = None,
 ) -> str:  # fmt: skip
-    """The HTML page for a metrics document and its plots (and the image methods' gallery, if any)."""
+    """The HTML page for a metrics document and its plots (and the image methods' gallery, if any).
+
+    ``energy``: the per-bin / sensitivity section (``rareflow.evaluation.energy_plots.energy_html``).
+    """
     data = doc.get("data", {})
     labels = ", ".join(f"{k}: {v}" for k, v in data.get("label_counts", {}).items())
     feats = data.get("features", [])
@@ -244,6 +247,8 @@ def render_report(
     parts.append("<h2>Plots</h2>")
     for alt, path in images:
         parts.append(f"<h3>{html.escape(alt)}</h3>{_img(path, alt)}")
+    if energy:  # -- energy study (per-bin cuts, sensitivity): its own section
+        parts.append(energy)
     if gallery:
         parts.append("<h2>Image methods: highest-scoring test images</h2>")
         parts.append(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rareflow.config import ExperimentConfig, MethodConfig
-from rareflow.io.tables import Dataset, prepare_dataset, read_table
+from rareflow.io.tables import Dataset, detect_format, prepare_dataset, read_table
 from rareflow.detectors import Detector, detector_class, get_detector
 from rareflow.errors import RareflowError
 from rareflow.evaluation.metrics import evaluate_scores
@@ -41,14 +41,16 @@ class RunResult:
     extra_scores: dict[str, dict[int, dict[str, np.ndarray]]] = field(default_factory=dict)
     gallery: dict[str, dict[str, Any]] = field(default_factory=dict)  # image methods: top test images + maps
     camera: Any = None  # CameraGeometry of the images (gallery drawing)
+    per_bin: dict[str, Any] | None = None  # binning set-up + per method per bin mean/std over seeds
+    sensitivity: dict[str, Any] | None = None  # differential sensitivity, or why it is not available
 
     @property
     def methods(self) -> list[str]:
         return [m.display for m in self.config.methods if m.display not in self.skipped]
 
 
-def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, Any]:
-    """``(table, description, ImageSet or None)`` of the configured source."""
+def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, Any, dict | None]:
+    """``(table, description, ImageSet or None, simulation record or None)`` of the configured source."""
     d = cfg.data
     if d.source == "simulate":
         from rareflow.iact.simulate import simulate_events
@@ -64,11 +66,11 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
         )
         source = f"simulated events (seed {seed}, {d.simulate.n_events} events)"
         if not d.images:
-            return sim.table, source, None
+            return sim.table, source, None, sim.simulation
         from rareflow.iact.images import GridMapping, ImageSet
 
         imgs = ImageSet(sim.images, sim.camera, GridMapping.from_camera(sim.camera), sim.table, source)
-        return sim.table, source, imgs
+        return sim.table, source, imgs, sim.simulation
     if d.source in ("simtel", "idx"):
         from rareflow.iact.images import load_idx_pair_set, load_simtel
 
@@ -78,21 +80,27 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
             assert d.idx is not None
             bulk = (d.bulk_label or ["bulk"])[0]
             imgs = load_idx_pair_set(d.idx.bulk_path, d.idx.rare_path, bulk, d.rare_label, d.idx.n_per_class, seed)
-        return imgs.table, imgs.source, imgs
-    df = read_table(d.path, "magic" if d.source == "magic" else d.format)
+        return imgs.table, imgs.source, imgs, None
+    fmt = "magic" if d.source == "magic" else d.format
+    df = read_table(d.path, fmt)
+    record = None
+    if detect_format(Path(d.path), fmt) == "parquet":  # the simulator's record (rareflow.io.metadata)
+        from rareflow.io.metadata import read_simulation
+
+        record = read_simulation(d.path)
     if isinstance(d.images, str):
         from rareflow.iact.images import load_simulated
 
         imgs = load_simulated(d.images, df)
-        return imgs.table, str(d.path), imgs
-    return df, str(d.path), None
+        return imgs.table, str(d.path), imgs, record
+    return df, str(d.path), None, record
 
 
 def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
     """The experiment's feature table, validated (simulated when ``data.source: simulate``), with
     grid images aligned to its rows when the source has images (``data.images``)."""
     d = cfg.data
-    df, source, imgs = _load_source(cfg, seed)
+    df, source, imgs, record = _load_source(cfg, seed)
     if imgs is not None:
         df = df.copy()
         df["image_index"] = np.arange(len(df))
@@ -106,6 +114,7 @@ def load_experiment_data(cfg: ExperimentConfig, seed: int = 0) -> Dataset:
         need_labels=True, drop_nonfinite=d.drop_nonfinite,
     )
     ds.n_flagged = n_flagged  # type: ignore[attr-defined]
+    ds.simulation = record
     if imgs is not None:
         ds.images = imgs.grids()[ds.frame["image_index"].to_numpy()]
         ds.image_mapping, ds.camera = imgs.mapping, imgs.camera
@@ -187,6 +196,7 @@ class TaskResult:
     scores: np.ndarray
     threshold: float
     gallery: dict[str, Any] | None = None
+    binned: pd.DataFrame | None = None  # per-bin cuts (calibration rows) and test metrics
 
 
 GALLERY_SIZE = 8
@@ -249,7 +259,22 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
     m.update(fit_seconds=fit_seconds, score_events_per_second=len(Xt) / score_seconds)
     m.update(kind=det.kind, threshold_rule=det.threshold_rule_, threshold_source=threshold_source(cfg, method))
     gallery = _gallery(det, ds, split.test_idx, scores) if seed == cfg.scenario.seeds[0] else None
-    return TaskResult(method.display, seed, m, scores, float(det.threshold_), gallery)
+    binned = _binned(det, cfg, ds, split, X, scores, test_w)
+    return TaskResult(method.display, seed, m, scores, float(det.threshold_), gallery, binned)
+
+
+def _binned(det: Detector, cfg: ExperimentConfig, ds: Dataset, split: Split, X: Any, scores: np.ndarray, test_w: np.ndarray) -> pd.DataFrame | None:
+    """Per-bin cuts chosen on this split's calibration rows, applied to its test rows (or None)."""
+    if ds.binning is None:
+        return None
+    from rareflow.evaluation.energy import calibration_rows, task_binned
+
+    fit_on = cfg.scenario.fit_on if cfg.scenario.kind == "anomaly" else None
+    rows, lab = calibration_rows(split, fit_on)
+    cal_scores = det.decision_function(_rows(X, rows))
+    cal_w = None if ds.weight is None else ds.weight[rows]
+    assert ds.y is not None
+    return task_binned(ds.binning, ds.y, (rows, cal_scores, lab, cal_w), (split.test_idx, scores, test_w))
 
 
 def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, scheduler: str | None = None) -> RunResult:
@@ -273,6 +298,10 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, schedule
     if not runnable:
         raise RareflowError(f"no configured method can run in the {cfg.scenario.kind} scenario: {skipped}")
     splits = {seed: make_split(cfg, ds.y, seed) for seed in cfg.scenario.seeds}
+    from rareflow.evaluation.energy import resolve_binning, resolve_sensitivity
+
+    ds.binning = resolve_binning(cfg, ds.frame, ds.source, splits, ds.y)  # bad binning: one line, before training
+    no_sensitivity = resolve_sensitivity(cfg, ds, ds.binning)
     tasks = [(splits[seed], method) for seed in cfg.scenario.seeds for method in runnable]
     if scheduler is None:
         results = []
@@ -294,12 +323,14 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, schedule
             gallery[res.method] = {**res.gallery, "labels": labels[res.gallery["rows"]]}
         per_seed.append({"method": res.method, "seed": res.seed, **res.metrics})
         idx = split.test_idx
-        frames.append(
-            pd.DataFrame({
-                "method": res.method, "seed": res.seed, "row": idx, "label": labels[idx], "y": ds.y[idx],
-                "weight": split.test_weight, "score": res.scores, "threshold": res.threshold,
-            })
-        )
+        frame = pd.DataFrame({
+            "method": res.method, "seed": res.seed, "row": idx, "label": labels[idx], "y": ds.y[idx],
+            "weight": split.test_weight, "score": res.scores, "threshold": res.threshold,
+        })  # fmt: skip
+        if ds.binning is not None and ds.binning.column not in frame.columns:  # `evaluate --bin-column` reads it
+            frame[ds.binning.column] = ds.binning.values[idx]
+        frames.append(frame)
+    per_bin, sensitivity = _energy_outputs(cfg, ds, splits, tasks, results, no_sensitivity)
     return RunResult(
         config=cfg,
         dataset=describe_dataset(ds),
@@ -309,4 +340,37 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, schedule
         skipped=skipped,
         gallery=gallery,
         camera=ds.camera,
+        per_bin=per_bin,
+        sensitivity=sensitivity,
     )
+
+
+def _energy_outputs(
+    cfg: ExperimentConfig, ds: Dataset, splits: dict[int, Split], tasks: list, results: list, no_sensitivity: str | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """metrics.json's ``per_bin`` and ``sensitivity`` from the tasks' per-bin frames (mean/std over seeds)."""
+    from rareflow.evaluation import energy
+    from rareflow.evaluation.sensitivity import ALPHA
+
+    if ds.binning is None:
+        return None, None
+    by_method: dict[str, list[pd.DataFrame]] = {}
+    for res in results:
+        by_method.setdefault(res.method, []).append(res.binned)
+    per_bin = {**ds.binning.describe(), "methods": {m: energy.aggregate_binned(f) for m, f in by_method.items()}}
+    sens: dict[str, Any] = {"available": no_sensitivity is None, "reason": no_sensitivity}
+    if no_sensitivity is not None:
+        return per_bin, sens
+    weights = {seed: energy.split_weights(cfg, ds, s) for seed, s in splits.items()}
+    curves: dict[str, list[pd.DataFrame]] = {}
+    for (split, _), res in zip(tasks, results):
+        w = weights[split.seed]["weight"]
+        curves.setdefault(res.method, []).append(energy.sensitivity_of(ds, split, res.scores, w, res.binned))
+    expected = energy.aggregate_expected([w["expected"] for w in weights.values()])
+    sens.update(
+        obstime_h=cfg.sensitivity.obstime_h, on_region_radius_deg=cfg.sensitivity.on_region_radius_deg,
+        alpha=ALPHA, gamma_spectrum="CRAB_HEGRA (point source)", proton_spectrum="IRFDOC_PROTON_SPECTRUM",
+        expected=expected, configured_test_rare_fraction=cfg.scenario.test_rare_fraction,
+        methods={m: energy.aggregate_sensitivity(f) for m, f in curves.items()},
+    )  # fmt: skip
+    return per_bin, sens

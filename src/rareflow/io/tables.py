@@ -289,6 +289,10 @@ class Dataset:
     images: np.ndarray | None = None
     image_mapping: Any = None
     camera: Any = None
+    #: what the simulator threw (``rareflow.io.metadata``), for spectral weights; None for real data
+    simulation: dict[str, Any] | None = None
+    #: the compare runner's per-bin set-up (``rareflow.evaluation.energy.BinSetup``), or None
+    binning: Any = None
 
     @property
     def X(self) -> pd.DataFrame:
