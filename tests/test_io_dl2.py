@@ -81,3 +81,45 @@ def test_dl2_bad_input_is_one_line(dl1_file, tmp_path):
         write_dl2(df.assign(gammaness=2.0), tmp_path / "b.h5", template=dl1_file)
     with pytest.raises(RareflowError, match="no such ctapipe DL1"):
         read_dl1(tmp_path / "missing.h5")
+
+
+def test_score_format_dl2_end_to_end(dl1_file, tmp_path, capsys):
+    """`rareflow score --format dl2` on ctapipe's DL1: read_table goes through TableLoader (ids kept),
+    the gammaness lands in ctapipe's DL2 layout and ctapipe's TableLoader reads it back."""
+    from rareflow.cli import main
+    from rareflow.detectors import get_detector
+    from rareflow.io.tables import read_table
+    from rareflow.persistence import save_model
+
+    df = read_table(dl1_file)  # ctapipe installed: TableLoader, every telescope, ids kept
+    ref = read_dl1(dl1_file)
+    pd.testing.assert_frame_equal(df[["obs_id", "event_id", "tel_id"]], ref[["obs_id", "event_id", "tel_id"]])
+    feats = ["hillas_intensity", "hillas_width", "hillas_length"]
+    ok = df["is_valid"].to_numpy(bool) & np.isfinite(df[feats].to_numpy(float)).all(axis=1)
+    r = np.random.default_rng(0)  # the DL1 file holds a handful of gammas: train on a toy of its columns
+    y = r.random(400) < 0.5
+    toy = pd.DataFrame({"hillas_intensity": 10 ** r.uniform(1, 4, 400), "hillas_width": r.gamma(2, 0.04, 400) * (1 + y),
+                        "hillas_length": r.gamma(2, 0.08, 400) * (1 + y)})  # fmt: skip
+    det = get_detector("mahalanobis").fit(toy, y.astype(int))
+    model = tmp_path / "m.rfm"
+    save_model(det, model)
+    out = tmp_path / "dl2.h5"
+    argv = ["score", "--model", str(model), "--data", str(dl1_file), "--format", "dl2", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    with TableLoader(out) as loader:
+        tel = loader.read_telescope_events(dl1_parameters=False, dl2=True, simulated=False, instrument=False)
+    got = pd.DataFrame({k: np.asarray(tel[k]) for k in ("obs_id", "event_id", "tel_id")})
+    got["p"] = np.asarray(tel["rareflow_tel_prediction"])
+    want = df[["obs_id", "event_id", "tel_id"]].copy()
+    want["g"] = np.nan
+    want.loc[ok, "g"] = det.gammaness(df.loc[ok, feats])
+    both = want.merge(got, on=["obs_id", "event_id", "tel_id"])
+    assert len(both) == len(df) and ok.any()
+    np.testing.assert_allclose(both["p"], both["g"])
+    # not a DL1 file: one line, nothing written
+    bad = tmp_path / "t.parquet"
+    df.loc[ok, feats].to_parquet(bad)
+    capsys.readouterr()
+    argv = ["score", "--model", str(model), "--data", str(bad), "--format", "dl2", "--out", str(tmp_path / "x.h5"), "-q"]
+    assert main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "x.h5").exists()

@@ -68,14 +68,32 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     elif fmt == "magic":
         df = read_magic(path)
     else:
-        from rareflow.io.dl1 import read_dl1_parameters  # optional [iact] reader
-
-        df = read_dl1_parameters(path)
+        df = _read_dl1(path)
     if len(df) == 0:
         raise RareflowError(f"{path}: the table has no rows; give a table with events")
     if LABEL in df.columns:
         df[LABEL] = df[LABEL].astype(str)
     return df
+
+
+def _read_dl1(path: Path) -> pd.DataFrame:
+    """ctapipe DL1: through ctapipe's ``TableLoader`` when ctapipe is installed (every telescope,
+    ``obs_id``/``event_id``/``tel_id`` kept, :func:`rareflow.io.dl2.read_dl1`); without ctapipe, or
+    for a file TableLoader cannot read (no subarray description), the PyTables reader
+    :func:`rareflow.io.dl1.read_dl1_parameters`."""
+    from rareflow.io.dl1 import read_dl1_parameters  # optional [iact] readers
+
+    try:
+        import ctapipe.io  # noqa: F401
+    except ImportError:
+        return read_dl1_parameters(path)
+    from rareflow.io.dl2 import read_dl1
+
+    try:
+        return read_dl1(path)
+    except RareflowError as exc:
+        log.debug("%s: TableLoader failed (%s); using the PyTables DL1 reader", path, exc)
+        return read_dl1_parameters(path)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
