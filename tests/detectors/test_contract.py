@@ -34,8 +34,12 @@ FAST: dict[str, dict] = {
                          "batch_size": 64, "n_generated": 200, "progress": False},
     "conv-autoencoder": {"epochs": 2, "progress": False},
     "fastflow": {"epochs": 2, "backbone_epochs": 1, "progress": False},
+    "cnn-classifier": {"epochs": 3, "progress": False, "channels": [4, 8], "hidden": [8]},
+    "image-flow-classifier": {"epochs": 3, "backbone_epochs": 1, "progress": False, "channels": [4, 8], "steps": 2},
 }  # fmt: skip
 NON_TORCH = {"gbdt", "iforest", "mahalanobis", "power-mahalanobis"}
+# torch methods already on TorchDetector with param_specs: no xfail
+CHECKED_TORCH = {"conv-autoencoder", "fastflow", "cnn-classifier", "image-flow-classifier"}
 # torch methods are being moved onto TorchDetector (arch-torch), which validates their parameters;
 # until then they accept absurd values until deep inside fit (the only check they fail today)
 ARCH_TORCH = pytest.mark.xfail(strict=False, reason="arch-torch")
@@ -45,7 +49,7 @@ def methods(checked_for_torch: bool = False) -> list:
     """Every registered method; torch ones marked xfail(arch-torch) when ``checked_for_torch``."""
     out = []
     for name in available():
-        marks = [ARCH_TORCH] if checked_for_torch and name not in NON_TORCH else []
+        marks = [ARCH_TORCH] if checked_for_torch and name not in NON_TORCH | CHECKED_TORCH else []
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 

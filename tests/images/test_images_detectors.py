@@ -67,10 +67,68 @@ def test_user_backbone_is_used_but_not_saved(tmp_path, mixed_grids) -> None:
 
 def test_selfsup_needs_both_classes_and_trains(mixed_grids) -> None:
     X, y = mixed_grids
-    with pytest.raises(RareflowError, match="both classes"):
+    with pytest.raises(RareflowError, match="both classes"):  # rare: labelled (default) needs labels
         get_detector("fastflow", loss="selfsup", **FAST).fit(X[:100])
     det = get_detector("fastflow", loss="selfsup", backbone_epochs=1, **FAST).fit(X[:300], y[:300])
-    assert np.isfinite(det.selfsup_floor_) and np.all(np.isfinite(det.decision_function(X[300:])))
+    assert np.isfinite(det.c_) and np.all(np.isfinite(det.decision_function(X[300:])))
+    assert det.n_rare_set_ == int((y[:300] == 1).sum())  # R = the labelled other class
+
+
+def test_selfsup_with_blob_rare_set_needs_no_labels(mixed_grids) -> None:
+    X, _ = mixed_grids
+    det = get_detector("fastflow", loss="selfsup", rare="blobs", backbone_epochs=1, warmup_epochs=1, **FAST).fit(X[:200])
+    assert det.n_rare_set_ == 200 and np.isfinite(det.c_)
+    assert det.history_["warmup"]["train_loss"]  # the warm-up on L_B ran first
+    # images with an added blob of light score higher than the same images without
+    from rareflow.outliers.blobs import add_light_blobs
+
+    clean = X[200:260]
+    cells = torch.from_numpy((X.std(axis=0) > 0).astype(np.float32))
+    lit = add_light_blobs(torch.from_numpy(clean[:, None]), cells, 1.0, torch.Generator().manual_seed(5))[:, 0].numpy()
+    assert det.decision_function(lit).mean() > det.decision_function(clean).mean()
+
+
+def _flatten_training(path) -> None:
+    """Rewrite a model file as saved before TorchDetector: training settings as flat parameters."""
+    import io
+    import json
+    import zipfile
+
+    from rareflow.training import TrainConfig
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(buf, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "meta.json":
+                meta = json.loads(data)
+                params = meta["params"]
+                cls = detector_class(meta["method"])
+                params.update(TrainConfig(**{**cls.training_defaults, **params.pop("training")}).model_dump())
+                data = json.dumps(meta).encode()
+            zout.writestr(item, data)
+    path.write_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("name", ["conv-autoencoder", "fastflow"])
+def test_model_files_with_flat_training_parameters_still_load(tmp_path, mixed_grids, name: str) -> None:
+    X, y = mixed_grids
+    det = get_detector(name, **FAST, **({"backbone_epochs": 1} if name == "fastflow" else {})).fit(X[:150])
+    path = tmp_path / "old.rfm"
+    save_model(det, path)
+    _flatten_training(path)
+    assert "epochs" in json_params(path) and "training" not in json_params(path)
+    back = load_model(path)
+    assert back.training_config().epochs == 2 and back.training_config().progress is False
+    np.testing.assert_allclose(back.decision_function(X[150:200]), det.decision_function(X[150:200]), rtol=1e-6)
+
+
+def json_params(path) -> dict:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return json.loads(z.read("meta.json"))["params"]
 
 
 def test_bad_inputs_and_params(mixed_grids) -> None:

@@ -1,33 +1,71 @@
-"""Shared machinery of the image detectors (``conv-autoencoder``, ``fastflow``); not a method itself.
+"""Shared machinery of the image detectors (``conv-autoencoder``, ``fastflow``, ``cnn-classifier``,
+``image-flow-classifier``); not a method itself.
 
 An image detector takes grid images (n, H, W) — camera images mapped to a square grid and
 normalised by :mod:`rareflow.iact.images` — instead of a feature table (class attribute
-``input = "image"``; the compare runner hands it ``Dataset.images``). A subclass implements
-``_maps(X)``: an outlier map per image at the input grid size (n, H, W); the outlier score of an
-image is the ``mean`` or ``max`` of its map (``reduce``), and :meth:`ImageDetector.anomaly_map`
-returns the maps, signed like the score (higher = rarer).
+``input = "image"``; the compare runner hands it ``Dataset.images``). It is a
+:class:`~rareflow.detectors.torch_base.TorchDetector`: one ``training`` parameter, the one loop,
+seeds under the fixed keys, batched scoring and shape-checked weight import.
+
+Map detectors (:class:`MapDetector`: ``conv-autoencoder``, ``fastflow``) implement ``_map_batch(x)``: an outlier map per image at the input grid size
+(n, H, W); the outlier score of an image is the ``mean`` or ``max`` of its map (``reduce``), and
+:meth:`ImageDetector.anomaly_map` returns the maps, signed like the score (higher = rarer).
+
+:meth:`ImageDetector._fit_backbone` trains the conv encoder the flows on images (``fastflow``,
+``image-flow-classifier``) use as frozen feature extractor: the encoder of a small reconstruction
+autoencoder (:class:`~rareflow.nets.conv.ConvAutoencoderNet`, squared error on the log1p images).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
-from rareflow.iact.images import check_images
-from rareflow.detectors.base import Detector
+from rareflow.detectors.base import FittedState
+from rareflow.detectors.params import Choice, Number
+from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
-from rareflow.training import predict_batched
+from rareflow.iact.images import check_images
+from rareflow.nets.conv import ConvAutoencoderNet
+from rareflow.nets.backbone import FrozenFeatures
+from rareflow.training import INIT, SPLIT, Batch, make_batch, seeded, split_indices, weighted_mean
 
 REDUCES = ("mean", "max")
+#: parameter checks shared by the image detectors
+IMAGE_SPECS: dict[str, Any] = {"reduce": Choice(REDUCES)}
 
 
-class ImageDetector(Detector):
-    """A detector on (n, H, W) grid images; subclasses implement :meth:`_map_batch`."""
+def channel_list(value: Any, name: str, method: str) -> tuple[int, ...]:
+    """``value`` as a non-empty tuple of positive integer sizes; one-line RareflowError otherwise."""
+    try:
+        out = tuple(int(c) for c in value)
+        ok = bool(out) and all(c >= 1 and float(c) == float(v) for c, v in zip(out, value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise RareflowError(f"method '{method}': parameter {name}={value!r:.60} is invalid; it must be a list of sizes >= 1, e.g. [16, 32]")
+    return out
+
+
+def log_reconstruction_loss(model: nn.Module, batch: Batch) -> Tensor:
+    r"""Weighted mean over images of the per-cell squared error :math:`(u - \hat u)^2` (log1p images)."""
+    return weighted_mean(((batch.x - model(batch.x)) ** 2).flatten(1).mean(1), batch.weight)
+
+
+class ImageDetector(TorchDetector):
+    """A detector on (n, H, W) grid images; map detectors implement :meth:`_map_batch`."""
 
     input: ClassVar[str] = "image"
+    #: seed keys the method used before the template (``(key, *more) -> old key``), kept so that the
+    #: documented figures (examples/IMAGES.md, docs/fastflow.md) reproduce with the same seeds
+    legacy_seed_keys: ClassVar[dict[tuple[str, ...], str]] = {}
+
+    def _seed(self, key: str, *more: int | str) -> int | None:
+        old = self.legacy_seed_keys.get((key, *(str(m) for m in more)))
+        return super()._seed(key, *more) if old is None else super()._seed(old)
 
     def _validate_X(self, X: Any, reset: bool) -> np.ndarray:
         arr = check_images(X, None if reset else getattr(self, "image_shape_", None), self.name)
@@ -38,25 +76,49 @@ class ImageDetector(Detector):
                 del self.feature_names_in_
         return arr
 
-    def _check_reduce(self) -> None:
-        if getattr(self, "reduce", "mean") not in REDUCES:
-            raise RareflowError(f"reduce must be 'mean' or 'max', got {self.reduce!r}")
+    def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The images as (n, 1, H, W) rows (one channel), no label."""
+        return X[:, None], None, w
 
+    # -- the shared conv backbone ----------------------------------------------------------------
+    def _fit_backbone(self, X: np.ndarray, w: np.ndarray | None, channels: Sequence[int], latent: int, epochs: int,
+                      activation: str, upto: int) -> tuple[FrozenFeatures, dict[str, Any]]:  # fmt: skip
+        """Train a conv autoencoder on the grid images ``X`` (seed keys ``init``/``split``/``train``
+        + ``"backbone"``) and return its encoder up to stage ``upto``, frozen, with the history."""
+        with seeded(self._seed(INIT, "backbone")):
+            net = ConvAutoencoderNet(tuple(channels), int(latent), activation)
+        tr, va = split_indices(len(X), self.training_config().validation_fraction, self._seed(SPLIT, "backbone"))
+        rows, w32 = X[:, None], None if w is None else np.asarray(w, dtype=np.float32)
+        valid = make_batch(rows, va, None, w32) if len(va) else None
+        hist = self._train(net, log_reconstruction_loss, make_batch(rows, tr, None, w32), valid, None,
+                           f"{self.name} backbone (conv autoencoder)", epochs=int(epochs), key="backbone-train")  # fmt: skip
+        return FrozenFeatures(net.encoder.cpu(), int(upto)), hist
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _export(self) -> FittedState:
+        state = super()._export()
+        state.json["image_shape"] = list(self.image_shape_)
+        return state
+
+    def _import(self, state: FittedState) -> None:
+        shape = state.json.get("image_shape") or (state.json.get(self.arch_key) or {}).get("image_shape")
+        if not isinstance(shape, list) or len(shape) != 2:
+            raise RareflowError(f"damaged model file: the {self.name} model has no image_shape")
+        self.image_shape_ = (int(shape[0]), int(shape[1]))
+        super()._import(state)
+
+
+class MapDetector(ImageDetector):
+    """An image detector with an outlier map per image (``anomaly_map``; the gallery draws it);
+    subclasses implement :meth:`_map_batch`, the score is the ``mean`` or ``max`` of the map."""
+
+    # -- maps ------------------------------------------------------------------------------------
     def _map_batch(self, x: Tensor) -> Tensor:
         """Outlier map (n, H, W) of a batch (n, 1, H, W) on the model's device."""
         raise NotImplementedError
 
-    def _model(self) -> nn.Module:
-        if not hasattr(self, "model_"):
-            raise RareflowError(f"the {self.name} detector is not fitted; call fit first")
-        return self.model_
-
     def _maps(self, X: np.ndarray) -> np.ndarray:
-        model = self._model()
-        p = next(model.parameters())
-        model.eval()
-        return predict_batched(lambda x: self._map_batch(x[:, None]).float(), X, self.score_batch_size, p.device,
-                               dtype=p.dtype, out_dtype=np.float32, n_threads=self.n_threads)  # fmt: skip
+        return self._predict(lambda x: self._map_batch(x[:, None]).float(), X, out_dtype=np.float32)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         maps = self._maps(X).reshape(len(X), -1).astype(np.float64)
@@ -64,18 +126,4 @@ class ImageDetector(Detector):
 
     def anomaly_map(self, X: Any) -> np.ndarray:
         """Per-cell map (n, H, W) of the grid images ``X``, higher = rarer (sign as the score)."""
-        return (self._sign() * self._maps(self._validate_X(X, reset=False))).astype(np.float32)
-
-
-def load_weights(model: nn.Module, arrays: dict[str, np.ndarray], prefix: str, what: str) -> None:
-    """Load the ``prefix``-ed arrays into ``model`` strictly; RareflowError on a mismatch."""
-    weights = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise RareflowError(f"saved {what} weights do not match its architecture ({str(exc).splitlines()[0]}); retrain") from None
-
-
-def state_arrays(model: nn.Module, prefix: str) -> dict[str, np.ndarray]:
-    """``model.state_dict()`` as prefixed numpy arrays (for :class:`FittedState`)."""
-    return {prefix + k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
+        return (self._sign() * self._maps(self._checked(X))).astype(np.float32)

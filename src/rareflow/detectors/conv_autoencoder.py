@@ -56,17 +56,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rareflow.iact.images import expm1_charge
 from rareflow.detectors import register
-from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
+from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list
 from rareflow.detectors.base import FittedState, Kind
+from rareflow.detectors.params import Choice, Flag, Number
 from rareflow.errors import RareflowError
+from rareflow.iact.images import expm1_charge
+from rareflow.nets.activations import ACTIVATIONS
 from rareflow.nets.conv import ConvAutoencoderNet
 from rareflow.outliers.blobs import add_light_blobs
-from rareflow.training import Batch, apply_policy, predict_batched, resolve_device, split_indices, to_tensor, train, weighted_mean
-from rareflow.seeding import derive_seed
+from rareflow.training import SPLIT, TRAIN, Batch, split_indices, weighted_mean
 
-_PREFIX = "model/"
 MAPS = ("pull", "error")
 SCALES = ("poisson", "learned")
 LOSSES = ("poisson", "log")
@@ -78,6 +78,7 @@ CONTEXTS = ("rec_max", "rec_sum", "obs_sum")
 _CONTEXT_LEVELS = 8  # quantile bins of the neighbourhood context for pull_context
 _PULL_LEVELS = 40  # quantile bins of the reconstruction for the pull scale
 _PULL_MIN_COUNT = 30
+_VALID_KEY = "denoise-valid"  # seed key of the corrupted validation images
 
 
 def _charge(u: Tensor) -> Tensor:
@@ -104,7 +105,7 @@ def reconstruction_loss(loss: str = "log", denoise: float = 0.0, cells: Tensor |
         target = batch.x if batch.context is None else batch.context
         inputs = batch.x
         if batch.context is None and denoise > 0 and model.training and cells is not None:
-            inputs = add_light_blobs(batch.x, cells, denoise)  # torch's global RNG, seeded by train()
+            inputs = add_light_blobs(batch.x, cells.to(batch.x.device), denoise)  # torch's global RNG, seeded by train()
         rec = model(inputs)
         if loss == "log":
             err = (target - rec) ** 2
@@ -117,15 +118,6 @@ def reconstruction_loss(loss: str = "log", denoise: float = 0.0, cells: Tensor |
     return loss_fn
 
 
-def image_batch(X: np.ndarray, idx: np.ndarray, w: np.ndarray | None = None, label: np.ndarray | None = None) -> Batch:
-    """Rows ``idx`` of grid images (n, H, W) as a Batch of (n, 1, H, W) float32 tensors."""
-    return Batch(
-        x=to_tensor(X[idx][:, None]),
-        weight=None if w is None else to_tensor(w[idx]),
-        label=None if label is None else to_tensor(label[idx]),
-    )
-
-
 def _corrupted_validation(batch: Batch, cells: Tensor, denoise: float, seed: int) -> Batch:
     """The validation images with synthetic blobs, drawn once (fixed seed), clean images as ``context``."""
     gen = torch.Generator().manual_seed(seed)
@@ -133,38 +125,23 @@ def _corrupted_validation(batch: Batch, cells: Tensor, denoise: float, seed: int
     return Batch(x=noisy, context=batch.x, weight=batch.weight)
 
 
-def fit_autoencoder_net(det: Any, X: np.ndarray, w: np.ndarray | None, channels: Sequence[int], latent: int,
-                        epochs: int, description: str, coords: bool = False, bottleneck: str = "conv",
-                        loss: str = "log", denoise: float = 0.0, hidden: int = 256) -> tuple[ConvAutoencoderNet, dict[str, Any]]:  # fmt: skip
-    """Build (seeded) and train a :class:`ConvAutoencoderNet` on grid images with ``det``'s training
-    settings; returns the net (best weights) and the history. Shared with ``fastflow``'s backbone."""
-    seed = det.random_state
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0 if seed is None else derive_seed(seed, "conv-ae-init"))
-        net = ConvAutoencoderNet(tuple(channels), int(latent), det.activation, coords=coords, bottleneck=bottleneck,
-                                 grid=X.shape[1:], hidden=int(hidden))  # fmt: skip
-    tr, va = split_indices(len(X), float(det.validation_fraction), None if seed is None else derive_seed(seed, "split"))
-    w32 = None if w is None else w.astype(np.float32)
-    cells = torch.from_numpy((X.std(axis=0) > 0).astype(np.float32))
-    valid = image_batch(X, va, w32) if len(va) else None
-    if valid is not None and denoise > 0:
-        valid = _corrupted_validation(valid, cells, float(denoise), 0 if seed is None else derive_seed(seed, "denoise-valid"))
-    history = apply_policy(lambda: train(
-            net, reconstruction_loss(loss, float(denoise), cells), image_batch(X, tr, w32), valid,
-            epochs=int(epochs), batch_size=int(det.batch_size), lr=float(det.lr), weight_decay=float(det.weight_decay),
-            schedule=det.schedule, clip_grad=det.clip_grad, patience=int(det.patience),
-            seed=None if seed is None else derive_seed(seed, "train"), n_threads=det.n_threads, device=det.device,
-            eval_batch_size=int(det.score_batch_size), progress=bool(det.progress), description=description,
-        ), det.on_divergence)  # fmt: skip
-    return net, history
-
-
 @register
-class ConvAutoencoderDetector(ImageDetector):
+class ConvAutoencoderDetector(MapDetector):
     """One-class convolutional autoencoder; outlier map = per-pixel charge pull (default) or squared error."""
 
     name: ClassVar[str] = "conv-autoencoder"
     kind: ClassVar[Kind] = "one-class"
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 40, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-5, "patience": 20, "score_batch_size": 512,
+    }  # fmt: skip
+    legacy_seed_keys: ClassVar[dict[tuple[str, ...], str]] = {("init",): "conv-ae-init"}
+    param_specs: ClassVar[dict[str, Any]] = {
+        **IMAGE_SPECS, "bottleneck": Choice(tuple(BOTTLENECK_LATENT)), "latent": Number(integer=True, low=1, none_ok=True),
+        "hidden": Number(integer=True, low=1), "coords": Flag(), "loss": Choice(LOSSES),
+        "denoise": Number(low=0.0, high=1.0), "map": Choice(MAPS), "scale": Choice(SCALES),
+        "pull_cap": Number(low=0.0, low_open=True, none_ok=True), "neighbours": Number(low=0.0),
+        "smooth": Number(integer=True, low=0, none_ok=True), "activation": Choice(tuple(ACTIVATIONS)),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -184,21 +161,9 @@ class ConvAutoencoderDetector(ImageDetector):
         smooth: int | None = None,
         activation: str = "relu",
         reduce: str = "mean",
-        epochs: int = 40,
-        batch_size: int = 64,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-5,
-        schedule: str = "cosine",
-        clip_grad: float | None = 5.0,
-        patience: int = 20,
-        validation_fraction: float = 0.2,
         threshold: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         random_state: int | None = 0,
-        device: str = "cpu",
-        n_threads: int | None = None,
-        score_batch_size: int = 512,
-        on_divergence: str = "raise",
-        progress: bool = True,
     ) -> None:
         self.fit_on = fit_on
         self.channels = channels
@@ -216,63 +181,54 @@ class ConvAutoencoderDetector(ImageDetector):
         self.smooth = smooth
         self.activation = activation
         self.reduce = reduce
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.clip_grad = clip_grad
-        self.patience = patience
-        self.validation_fraction = validation_fraction
         self.threshold = threshold
+        self.training = training
         self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.score_batch_size = score_batch_size
-        self.on_divergence = on_divergence
-        self.progress = progress
 
-    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
-        self._check_reduce()
-        if self.map not in MAPS:
-            raise RareflowError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
-        if self.scale not in SCALES:
-            raise RareflowError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        if self.bottleneck not in BOTTLENECK_LATENT:
-            raise RareflowError(f"bottleneck must be one of {', '.join(BOTTLENECK_LATENT)}, got {self.bottleneck!r}")
-        if self.loss not in LOSSES:
-            raise RareflowError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if not 0.0 <= float(self.denoise) <= 1.0:
-            raise RareflowError(f"denoise must be a share of the training images in [0, 1], got {self.denoise!r}")
-        if self.pull_context is not None and self.scale != "learned":
-            raise RareflowError("pull_context needs scale: learned (the poisson scale has no context)")
-        if self.pull_cap is not None and not float(self.pull_cap) > 0:
-            raise RareflowError(f"pull_cap must be > 0 (p.e.) or null, got {self.pull_cap!r}")
-        if not float(self.neighbours) >= 0:
-            raise RareflowError(f"neighbours must be >= 0, got {self.neighbours!r}")
+    # -- the template's hooks --------------------------------------------------------------------
+    def _check_params(self) -> None:
+        channel_list(self.channels, "channels", self.name)
         if self.pull_context is not None and self.pull_context not in CONTEXTS:
             raise RareflowError(f"pull_context must be one of {', '.join(CONTEXTS)} or null, got {self.pull_context!r}")
-        if self.on_divergence not in ("raise", "keep"):
-            raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
+        if self.pull_context is not None and self.scale != "learned":
+            raise RareflowError("pull_context needs scale: learned (the poisson scale has no context)")
+
+    def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ConvAutoencoderNet:
+        self._cells = torch.from_numpy((X.std(axis=0) > 0).astype(np.float32))
         latent = BOTTLENECK_LATENT[self.bottleneck] if self.latent is None else int(self.latent)
-        net, self.history_ = fit_autoencoder_net(
-            self, X, sample_weight, self.channels, latent, int(self.epochs), "conv-autoencoder", bool(self.coords),
-            bottleneck=self.bottleneck, loss=self.loss, denoise=float(self.denoise), hidden=int(self.hidden),
-        )  # fmt: skip
-        self.model_ = net
+        return ConvAutoencoderNet(channel_list(self.channels, "channels", self.name), latent, self.activation,
+                                  coords=bool(self.coords), bottleneck=self.bottleneck, grid=X.shape[1:],
+                                  hidden=int(self.hidden))  # fmt: skip
+
+    def _loss(self) -> Any:
+        return reconstruction_loss(self.loss, float(self.denoise), self._cells)
+
+    def _train(self, model: nn.Module, loss: Any, train: Batch, valid: Batch | None, val_loss: Any, description: str,
+               epochs: int | None = None, key: str = TRAIN) -> dict[str, Any]:  # fmt: skip
+        """The template's run, with the validation images corrupted once (fixed seed) when denoising."""
+        if valid is not None and len(valid) and float(self.denoise) > 0:
+            seed = self._seed(_VALID_KEY)
+            valid = _corrupted_validation(valid, self._cells, float(self.denoise), 0 if seed is None else seed)
+        return super()._train(model, loss, train, valid, val_loss, description, epochs, key)
+
+    def _after_fit(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> None:
+        del self._cells
         if self.map == "pull":
             self._fit_pull_scale(X)
 
+    def _arch(self) -> dict[str, Any]:
+        return self.model_.config
+
+    def _from_arch(self, cfg: dict[str, Any]) -> ConvAutoencoderNet:
+        return ConvAutoencoderNet(tuple(cfg["channels"]), cfg["latent"], cfg["activation"], cfg["in_channels"], cfg["coords"],
+                                  cfg.get("bottleneck", "conv"), cfg.get("grid"), cfg.get("hidden", 256))  # fmt: skip
+
     def _reconstruct(self, X: np.ndarray) -> np.ndarray:
-        p = next(self.model_.parameters())
-        self.model_.eval()
-        return predict_batched(lambda x: self.model_(x[:, None])[:, 0].float(), X, self.score_batch_size, p.device,
-                               dtype=p.dtype, out_dtype=np.float32, n_threads=self.n_threads)  # fmt: skip
+        return self._predict(lambda x: self.model_(x[:, None])[:, 0].float(), X, out_dtype=np.float32)
 
     def _fit_pull_scale(self, X: np.ndarray) -> None:
         """Robust spread of the charge residual vs the reconstruction, on held-out training images."""
-        seed = self.random_state
-        _, va = split_indices(len(X), float(self.validation_fraction), None if seed is None else derive_seed(seed, "split"))
+        _, va = split_indices(len(X), self.training_config().validation_fraction, self._seed(SPLIT))
         Xv = X[va] if len(va) >= 10 else X
         varying = X.std(axis=0) > 0
         if not varying.any():
@@ -381,8 +337,9 @@ class ConvAutoencoderDetector(ImageDetector):
             return err
         return F.avg_pool2d(err[:, None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[:, 0]
 
-    def _export(self) -> FittedState:
-        arrays = state_arrays(self.model_, _PREFIX)
+    def _export_extra(self, state: FittedState) -> None:
+        """The pull scale beside the weights (``pull/...`` arrays)."""
+        arrays = state.arrays
         if self.map == "pull" and self.scale == "poisson":
             arrays["pull/s0"] = np.array([self.pull_s0_])
             arrays["pull/cells"] = self.pull_cells_
@@ -394,36 +351,32 @@ class ConvAutoencoderDetector(ImageDetector):
                 arrays["pull/context_qcentres"] = self.pull_qcentres_
                 arrays["pull/context_ccentres"] = self.pull_ccentres_
                 arrays["pull/context_scales"] = self.pull_scales2d_
-        return FittedState(json={"config": self.model_.config, "image_shape": list(self.image_shape_)}, arrays=arrays)
 
     def _import(self, state: FittedState) -> None:
-        cfg = state.json["config"]
-        model = ConvAutoencoderNet(tuple(cfg["channels"]), cfg["latent"], cfg["activation"], cfg["in_channels"], cfg["coords"],
-                                   cfg.get("bottleneck", "conv"), cfg.get("grid"), cfg.get("hidden", 256))  # fmt: skip
-        load_weights(model, state.arrays, _PREFIX, "conv-autoencoder")
-        self.bottleneck = cfg.get("bottleneck", "conv")  # files saved before the dense bottleneck: conv
-        if self.map == "pull" and "pull/s0" not in state.arrays and "pull/centres" in state.arrays:
+        pull = {k: state.arrays.pop(k) for k in list(state.arrays) if k.startswith("pull/")}
+        super()._import(state)
+        state.arrays.update(pull)
+        self.bottleneck = self.model_.config.get("bottleneck", "conv")  # files saved before the dense bottleneck: conv
+        if self.map == "pull" and "pull/s0" not in pull and "pull/centres" in pull:
             self.scale = "learned"  # saved before scale existed: its learned scale is what it was fitted with
         if self.map == "pull" and self.scale == "poisson":
-            if "pull/s0" not in state.arrays:
+            if "pull/s0" not in pull:
                 raise RareflowError("the saved conv-autoencoder has no poisson pull scale (saved with scale: learned?); retrain")
-            self.pull_s0_ = float(np.asarray(state.arrays["pull/s0"]).ravel()[0])
-            self.pull_cells_ = np.asarray(state.arrays["pull/cells"], dtype=np.float32)
+            self.pull_s0_ = float(np.asarray(pull["pull/s0"]).ravel()[0])
+            self.pull_cells_ = np.asarray(pull["pull/cells"], dtype=np.float32)
         elif self.map == "pull":
-            if "pull/centres" not in state.arrays:
+            if "pull/centres" not in pull:
                 raise RareflowError("the saved conv-autoencoder has no pull scale (saved with map: error?); retrain")
-            self.pull_centres_ = np.asarray(state.arrays["pull/centres"], dtype=np.float64)
-            self.pull_scales_ = np.asarray(state.arrays["pull/scales"], dtype=np.float64)
-            if "pull/cells" in state.arrays:  # files saved before the camera-cell mask: no mask
-                self.pull_cells_ = np.asarray(state.arrays["pull/cells"], dtype=np.float32)
+            self.pull_centres_ = np.asarray(pull["pull/centres"], dtype=np.float64)
+            self.pull_scales_ = np.asarray(pull["pull/scales"], dtype=np.float64)
+            if "pull/cells" in pull:  # files saved before the camera-cell mask: no mask
+                self.pull_cells_ = np.asarray(pull["pull/cells"], dtype=np.float32)
             if self.pull_context is not None:
-                if "pull/context_scales" not in state.arrays:
+                if "pull/context_scales" not in pull:
                     raise RareflowError("the saved conv-autoencoder has no context pull scale (saved without pull_context?); retrain")
-                self.pull_qcentres_ = np.asarray(state.arrays["pull/context_qcentres"], dtype=np.float64)
-                self.pull_ccentres_ = np.asarray(state.arrays["pull/context_ccentres"], dtype=np.float64)
-                self.pull_scales2d_ = np.asarray(state.arrays["pull/context_scales"], dtype=np.float64)
-        self.model_ = model.to(resolve_device(self.device)).eval()
-        self.image_shape_ = tuple(int(v) for v in state.json["image_shape"])
+                self.pull_qcentres_ = np.asarray(pull["pull/context_qcentres"], dtype=np.float64)
+                self.pull_ccentres_ = np.asarray(pull["pull/context_ccentres"], dtype=np.float64)
+                self.pull_scales2d_ = np.asarray(pull["pull/context_scales"], dtype=np.float64)
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:

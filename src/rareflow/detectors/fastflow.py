@@ -7,8 +7,9 @@ backbone with a 2-D flow of affine couplings along the channel dimension whose s
 .. math:: \log p(u)_{h,w} = \sum_c \log N(z_{c,h,w}; 0, 1) + \sum_k \sum_c s^{(k)}_{c,h,w},
           \qquad z = g(\tilde f(u)),
 
-with :math:`\tilde f` the per-channel standardised features (training mean / std). The
-anomaly map is :math:`-\log p(u)_{h,w}` (``map: nll``; ``map: latent`` gives FastFlow's own
+with :math:`\tilde f` the per-channel standardised features (training mean / std,
+:class:`~rareflow.nets.backbone.StandardisedFeatures`). The anomaly map is
+:math:`-\log p(u)_{h,w}` (``map: nll``; ``map: latent`` gives FastFlow's own
 :math:`\tfrac12\overline{z^2}` without the Jacobian) upsampled bilinearly to the input grid;
 the image score is its ``mean`` or ``max`` over positions (``reduce``).
 
@@ -17,27 +18,32 @@ reached — strictly on a hot-pixel cluster 0.665 / 0.435, on a muon arc over a 
 (seeds 0 / 1, ``examples/image_localisation.py --n-train 2000``; docs/fastflow.md). Bright gamma
 cores get the largest NLLs; use ``conv-autoencoder`` (``map: pull``) to localise.
 
-Backbone. No pretrained weights exist for Cherenkov images, so (``backbone``):
+Backbone (composed from :mod:`rareflow.nets`; no pretrained weights exist for Cherenkov images):
 
-* ``"conv"`` (default) — trained from scratch: a small convolutional autoencoder is fitted on the
-  training class first (reconstruction, :func:`~rareflow.detectors.conv_autoencoder.fit_autoencoder_net`),
-  then its encoder up to ``feature_stage`` is frozen and the flow fitted on its features. (Training
-  extractor and flow jointly by likelihood is degenerate: shrinking the features raises the
-  likelihood without bound.)
+* ``"conv"`` (default) — trained from scratch: a small convolutional autoencoder
+  (:class:`~rareflow.nets.conv.ConvAutoencoderNet`, squared error on the log1p images,
+  ``backbone_epochs``) is fitted on the training images first, then its encoder up to
+  ``feature_stage`` is frozen and the flow fitted on its features. (Training extractor and flow
+  jointly by likelihood is degenerate: shrinking the features raises the likelihood without bound.)
 * ``"random"`` — the same encoder with seeded random weights, frozen.
 * a ``torch.nn.Module`` mapping (n, 1, H, W) to (n, C, h, w) — frozen, used as is. Such a model
-  is not saved: :func:`rareflow.persistence.save_model` refuses it (only the built-in backbones are
-  saved, as weights; nothing is ever pickled).
+  is not saved: :func:`rareflow.persistence.save_model` refuses it.
 
 Gaussian noise of ``feature_noise`` standard deviations is added to the standardised features
-while training (positions whose features never vary — cells outside the camera — would
-otherwise get an unbounded density).
+while training (positions whose features never vary would otherwise get an unbounded density).
 
 ``loss``: ``nll`` (one-class, mean over positions of :math:`-\log p`) or ``selfsup`` — the
-self-supervised two-class loss :math:`L_B - L_R` (Chiu & Lai 2023; :func:`rareflow.flows.conv.selfsup_image_loss`)
-on the image log-likelihood (mean over positions): it needs labels; B is the ``fit_on`` class;
-:math:`c` (``selfsup_floor``) defaults to the lowest B image log-likelihood under the initial
-(identity) flow, which bounds :math:`L_R` (without a floor the loss runs away to :math:`-\infty`).
+self-supervised two-class loss :math:`L_B - L_R` of Chiu & Lai (2023) with the indicator guard and
+the warm-up of the table version (:mod:`rareflow.flows.selfsup`, ``selfsup-flow``) on the image
+log-likelihood (mean over positions). B is the ``fit_on`` class; R (``rare``) is
+
+* ``labelled`` (default) — the labelled images of the other class (needs labels);
+* ``blobs`` — the B images with smooth blobs of extra light
+  (:func:`rareflow.outliers.blobs.add_light_blobs`; DRAEM-style synthetic anomalies; no labels).
+
+``warmup_epochs`` epochs on :math:`L_B` alone come first; the floor ``c`` is then ``"auto"`` (the
+``c_quantile`` quantile of the B training image log-likelihoods), a number, or null (no floor);
+epochs are selected by :func:`~rareflow.flows.selfsup.selfsup_validation` (1 - AUC of R vs B).
 """
 
 from __future__ import annotations
@@ -47,61 +53,40 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rareflow.iact.images import iterate_batches
 from rareflow.detectors import register
-from rareflow.detectors._image import ImageDetector, load_weights, state_arrays
+from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list
 from rareflow.detectors.base import FittedState, Kind
-from rareflow.detectors.conv_autoencoder import fit_autoencoder_net, image_batch
+from rareflow.detectors.params import Choice, Flag, Number
 from rareflow.errors import RareflowError
-from rareflow.flows.conv import FlowSteps2d, selfsup_image_loss
-from rareflow.nets.conv import ConvEncoder, pad_to_multiple
-from rareflow.training import Batch, apply_policy, resolve_device, split_indices, train, weighted_mean
-from rareflow.seeding import derive_seed
+from rareflow.flows.conv import FlowSteps2d
+from rareflow.flows.losses import nll_loss, trimmed_nll_loss
+from rareflow.flows.selfsup import selfsup_loss, selfsup_validation
+from rareflow.nets.activations import ACTIVATIONS
+from rareflow.nets.backbone import FrozenFeatures, StandardisedFeatures
+from rareflow.nets.conv import ConvEncoder
+from rareflow.outliers.blobs import add_light_blobs
+from rareflow.training import INIT, SPLIT, SYNTHETIC, make_batch, seeded, split_indices
 
-_PREFIX = "model/"
 BACKBONES = ("conv", "random")
 MAPS = ("nll", "latent")
 LOSSES = ("nll", "selfsup")
+RARE_SETS = ("labelled", "blobs")
 
 
-class _Frozen(nn.Module):
-    """Wraps a backbone (its parameters frozen) and keeps only the output of stage ``upto``."""
-
-    def __init__(self, backbone: nn.Module, upto: int | None) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.upto = upto
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.upto is None:
-            return self.backbone(x)
-        return self.backbone(x, upto=self.upto)
-
-
-class FastFlowNet(nn.Module):
+class FastFlowNet(StandardisedFeatures):
     """Frozen backbone -> per-channel standardisation -> :class:`FlowSteps2d`."""
 
-    def __init__(self, backbone: _Frozen, channels: int, steps: int, hidden: int | None, kernels: Sequence[int],
+    def __init__(self, backbone: FrozenFeatures, channels: int, steps: int, hidden: int | None, kernels: Sequence[int],
                  clamp: float, activation: str, position: bool) -> None:  # fmt: skip
-        super().__init__()
-        self.features = backbone
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
+        super().__init__(backbone, channels)
         self.flow = FlowSteps2d(channels, steps, hidden, kernels, clamp, activation, position)
-        self.noise = 0.0
         self.reduce = "mean"
 
     def standardised(self, x: Tensor) -> Tensor:
-        """:math:`(f(u) - \\mu_c)/\\sigma_c` (+ training noise in train mode)."""
-        f = (self.features(x) - self.mean[:, None, None]) / self.std[:, None, None]
-        if self.training and self.noise > 0:
-            f = f + self.noise * torch.randn_like(f)
-        return f
+        r""":math:`(f(u) - \mu_c)/\sigma_c` (+ training noise in train mode)."""
+        return StandardisedFeatures.forward(self, x)
 
     def log_prob_map(self, x: Tensor) -> Tensor:
         """:math:`\\log p` per feature-map position (n, h, w)."""
@@ -113,38 +98,33 @@ class FastFlowNet(nn.Module):
         lp = self.log_prob_map(x).flatten(1)
         return lp.min(1).values if self.reduce == "max" else lp.mean(1)
 
-
-def _nll_loss(model: FastFlowNet, batch: Batch) -> Tensor:
-    return weighted_mean(-model.image_log_prob(batch.x), batch.weight)
-
-
-def _selfsup_loss(floor: float) -> Any:
-    def loss_fn(model: FastFlowNet, batch: Batch) -> Tensor:
-        """:math:`L_B - L_R` on image log-likelihoods (label 1 = the modelled class B)."""
-        return selfsup_image_loss(model.image_log_prob(batch.x), batch.label > 0.5, batch.weight, floor)
-
-    return loss_fn
-
-
-def _selfsup_validation(floor: float) -> Any:
-    def loss_fn(model: FastFlowNet, batch: Batch) -> Tensor:
-        """Early-stopping criterion: mean B NLL minus mean R NLL capped at :math:`-c` (bounded below,
-        unlike the batch-dependent :math:`L_B - L_R`, whose sum over R swings with the batch)."""
-        lp = model.image_log_prob(batch.x)
-        own = batch.label > 0.5
-        nll_b = -lp[own].mean() if own.any() else lp.sum() * 0.0
-        nll_r = torch.clamp(-lp[~own], max=-floor).mean() if (~own).any() else lp.sum() * 0.0
-        return nll_b - nll_r
-
-    return loss_fn
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """:meth:`image_log_prob` under the name the flow losses call (``context`` unused)."""
+        return self.image_log_prob(x)
 
 
 @register
-class FastFlowDetector(ImageDetector):
+class FastFlowDetector(MapDetector):
     """FastFlow-style 2-D flow on frozen CNN features; map = per-position -log p, score = mean / max."""
 
     name: ClassVar[str] = "fastflow"
     kind: ClassVar[Kind] = "one-class"
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 64, "patience": 5, "score_batch_size": 512}
+    renamed_params: ClassVar[dict[str, str]] = {"selfsup_floor": "c"}
+    legacy_seed_keys: ClassVar[dict[tuple[str, ...], str]] = {
+        ("init", "backbone"): "conv-ae-init", ("split", "backbone"): "split", ("backbone-train",): "train",
+        ("init", "random-backbone"): "fastflow-random-backbone", ("init",): "fastflow-init", ("split",): "flow-split",
+        ("train",): "flow-train",
+    }  # fmt: skip
+    param_specs: ClassVar[dict[str, Any]] = {
+        **IMAGE_SPECS, "latent": Number(integer=True, low=1), "feature_stage": Number(integer=True, low=0),
+        "backbone_epochs": Number(integer=True, low=1), "steps": Number(integer=True, low=1),
+        "hidden": Number(integer=True, low=1, none_ok=True), "clamp": Number(low=0.0, low_open=True),
+        "position": Flag(), "feature_noise": Number(low=0.0), "activation": Choice(tuple(ACTIVATIONS)),
+        "map": Choice(MAPS), "loss": Choice(LOSSES), "rare": Choice(RARE_SETS),
+        "warmup_epochs": Number(integer=True, low=0), "c": Number(none_ok=True, words=("auto",)),
+        "c_quantile": Number(low=0.0, high=1.0), "rare_reduction": Choice(("sum", "mean")),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -164,22 +144,14 @@ class FastFlowDetector(ImageDetector):
         map: str = "nll",
         reduce: str = "mean",
         loss: str = "nll",
-        selfsup_floor: float | None = None,
-        epochs: int = 20,
-        batch_size: int = 64,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-5,
-        schedule: str = "cosine",
-        clip_grad: float | None = 5.0,
-        patience: int = 5,
-        validation_fraction: float = 0.2,
+        rare: str = "labelled",
+        warmup_epochs: int = 2,
+        c: float | str | None = "auto",
+        c_quantile: float = 0.001,
+        rare_reduction: str = "sum",
         threshold: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         random_state: int | None = 0,
-        device: str = "cpu",
-        n_threads: int | None = None,
-        score_batch_size: int = 512,
-        on_divergence: str = "raise",
-        progress: bool = True,
     ) -> None:
         self.fit_on = fit_on
         self.backbone = backbone
@@ -197,179 +169,148 @@ class FastFlowDetector(ImageDetector):
         self.map = map
         self.reduce = reduce
         self.loss = loss
-        self.selfsup_floor = selfsup_floor
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.clip_grad = clip_grad
-        self.patience = patience
-        self.validation_fraction = validation_fraction
+        self.rare = rare
+        self.warmup_epochs = warmup_epochs
+        self.c = c
+        self.c_quantile = c_quantile
+        self.rare_reduction = rare_reduction
         self.threshold = threshold
+        self.training = training
         self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.score_batch_size = score_batch_size
-        self.on_divergence = on_divergence
-        self.progress = progress
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        self._check_reduce()
         if isinstance(self.backbone, str) and self.backbone not in BACKBONES:
             raise RareflowError(f"backbone must be 'conv', 'random' or a torch.nn.Module, got {self.backbone!r}")
         if not isinstance(self.backbone, (str, nn.Module)):
             raise RareflowError(f"backbone must be 'conv', 'random' or a torch.nn.Module, got {type(self.backbone).__name__}")
-        if self.map not in MAPS:
-            raise RareflowError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
-        if self.loss not in LOSSES:
-            raise RareflowError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.on_divergence not in ("raise", "keep"):
-            raise RareflowError(f"on_divergence must be 'raise' or 'keep', got {self.on_divergence!r}")
-        if isinstance(self.backbone, str) and not 0 <= int(self.feature_stage) < len(self.channels):
-            raise RareflowError(f"feature_stage must be in 0..{len(self.channels) - 1} (a stage of channels), got {self.feature_stage}")
+        channels = channel_list(self.channels, "channels", self.name)
+        if isinstance(self.backbone, str) and not 0 <= int(self.feature_stage) < len(channels):
+            raise RareflowError(f"feature_stage must be in 0..{len(channels) - 1} (a stage of channels), got {self.feature_stage}")
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "FastFlowDetector":
-        """As :meth:`Detector.fit`; with ``loss: selfsup`` the other class's images are kept aside
-        for :math:`L_R` (labels required)."""
+        """As :meth:`Detector.fit`; with ``loss: selfsup, rare: labelled`` the other class's images
+        are kept aside as R (labels required)."""
         self._other = None
-        if self.loss == "selfsup":
+        self.check_params()
+        if self.loss == "selfsup" and self.rare == "labelled":
             Xa = self._validate_X(X, reset=True)
             ya = self._validate_y(y, len(Xa))
             if ya is None or len(np.unique(ya)) < 2:
-                raise RareflowError("fastflow with loss: selfsup needs labelled images of both classes (the rare scenario)")
+                raise RareflowError(
+                    "fastflow with loss: selfsup, rare: labelled needs labelled images of both classes "
+                    "(the rare scenario); or use rare: blobs (synthetic R)"
+                )
             self._other = Xa[ya != (1 if self._fit_on() == "rare" else 0)]
         try:
             return super().fit(X, y, sample_weight)
         finally:
             del self._other
 
-    def _build_backbone(self, X: np.ndarray, w: np.ndarray | None) -> tuple[_Frozen, dict[str, Any]]:
+    def _features(self, X: np.ndarray, w: np.ndarray | None) -> FrozenFeatures:
         if isinstance(self.backbone, nn.Module):
-            return _Frozen(self.backbone, None), {}
+            return FrozenFeatures(self.backbone, None)
         if self.backbone == "conv":
-            net, hist = fit_autoencoder_net(self, X, w, self.channels, int(self.latent), int(self.backbone_epochs),
-                                            "fastflow backbone (conv autoencoder)")  # fmt: skip
-            return _Frozen(net.encoder, int(self.feature_stage)), hist
-        seed = self.random_state
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0 if seed is None else derive_seed(seed, "fastflow-random-backbone"))
+            feats, self.backbone_history_ = self._fit_backbone(
+                X, w, self.channels, int(self.latent), int(self.backbone_epochs), self.activation, int(self.feature_stage))
+            return feats
+        with seeded(self._seed(INIT, "random-backbone")):
             enc = ConvEncoder(1, tuple(self.channels), self.activation)
-        return _Frozen(enc, int(self.feature_stage)), {}
+        return FrozenFeatures(enc, int(self.feature_stage))
 
-    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
-        self._check_params()
-        seed = self.random_state
-        # the backbone is unsupervised: with loss selfsup it learns from both classes' images
+    def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> FastFlowNet:
+        # the backbone is unsupervised: with rare: labelled it learns from both classes' images
         both = X if self._other is None else np.concatenate([X, self._other])
-        w_both = sample_weight if self._other is None or sample_weight is None else None
-        backbone, self.backbone_history_ = self._build_backbone(both, w_both)
-        backbone.eval()
+        w_both = w if self._other is None else None
+        backbone = self._features(both, w_both).eval()
         with torch.no_grad():
             probe = backbone(torch.zeros(1, 1, *X.shape[1:]))
         if probe.ndim != 4:
             raise RareflowError(f"the backbone must return (n, C, h, w) feature maps, got shape {tuple(probe.shape)}")
-        channels = int(probe.shape[1])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0 if seed is None else derive_seed(seed, "fastflow-init"))
-            model = FastFlowNet(backbone, channels, int(self.steps), self.hidden, tuple(self.kernels), float(self.clamp), self.activation,
-                                bool(self.position))  # fmt: skip
-        self._set_standardisation(model, X)
-        model.noise = float(self.feature_noise)
-        model.reduce = self.reduce
-        self.model_ = model
-        self.history_ = self._train_flow(model, X, sample_weight)
-        model.noise = 0.0
+        with seeded(self._seed(INIT)):
+            model = FastFlowNet(backbone, int(probe.shape[1]), int(self.steps), self.hidden, tuple(self.kernels),
+                                float(self.clamp), self.activation, bool(self.position))  # fmt: skip
+        model.fit_scaling(X, self.training_config().score_batch_size)
+        model.noise, model.reduce = float(self.feature_noise), self.reduce
+        return model
 
-    def _set_standardisation(self, model: FastFlowNet, X: np.ndarray) -> None:
-        """Per-channel mean / std of the backbone features over training images and positions."""
-        s1 = s2 = None
-        n = 0
-        with torch.no_grad():
-            for start in range(0, len(X), int(self.score_batch_size)):
-                f = model.features(torch.from_numpy(np.ascontiguousarray(X[start : start + int(self.score_batch_size)][:, None]))).double()
-                s1 = f.sum((0, 2, 3)) if s1 is None else s1 + f.sum((0, 2, 3))
-                s2 = (f * f).sum((0, 2, 3)) if s2 is None else s2 + (f * f).sum((0, 2, 3))
-                n += f.shape[0] * f.shape[2] * f.shape[3]
-        mean = s1 / n
-        std = torch.sqrt(torch.clamp(s2 / n - mean * mean, min=0.0)).clamp_min(1e-3)
-        model.mean.copy_(mean.float())
-        model.std.copy_(std.float())
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
+        if self.loss == "nll":
+            super()._fit(X, y, sample_weight)
+        else:  # two runs of the loop (warm-up on L_B, then L_B - L_R): the template's single run unrolled
+            self._check_params()
+            self.model_ = self._build_model(X, y, sample_weight)
+            self._fit_selfsup(self.model_, X, sample_weight)
+        self.model_.noise = 0.0
+        self.model_.eval()
 
-    def _initial_floor(self, model: FastFlowNet, X: np.ndarray) -> float:
-        """Default :math:`c`: the lowest image log-likelihood of the own class under the initial
-        (identity) flow — R likelihoods are lowered at most to where the worst B image started."""
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            lp = [model.image_log_prob(xb).min() for xb in iterate_batches(X, int(self.score_batch_size))]
-        model.train(was)
-        return float(torch.stack(lp).min())
+    def _loss(self) -> Any:
+        return nll_loss
 
-    def _train_flow(self, model: FastFlowNet, X: np.ndarray, w: np.ndarray | None) -> dict[str, Any]:
-        seed = self.random_state
-        w32 = None if w is None else w.astype(np.float32)
-        if self.loss == "selfsup":
-            other = self._other
-            Xall = np.concatenate([X, other])
-            label = np.concatenate([np.ones(len(X)), np.zeros(len(other))]).astype(np.float32)
-            wall = None if w32 is None else np.concatenate([w32, np.ones(len(other), np.float32)])
-            floor = self._initial_floor(model, X) if self.selfsup_floor is None else float(self.selfsup_floor)
-            self.selfsup_floor_ = floor
-            loss_fn: Any = _selfsup_loss(floor)
-            val_fn: Any = _selfsup_validation(floor)
-        else:
-            Xall, label, wall, loss_fn, val_fn = X, None, w32, _nll_loss, None
-        tr, va = split_indices(len(Xall), float(self.validation_fraction), None if seed is None else derive_seed(seed, "flow-split"))
-        return apply_policy(lambda: train(
-                model, loss_fn, image_batch(Xall, tr, wall, label), image_batch(Xall, va, wall, label) if len(va) else None,
-                val_loss_fn=val_fn,
-                epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-                weight_decay=float(self.weight_decay), schedule=self.schedule, clip_grad=self.clip_grad,
-                patience=int(self.patience), seed=None if seed is None else derive_seed(seed, "flow-train"),
-                n_threads=self.n_threads, device=self.device, eval_batch_size=int(self.score_batch_size),
-                progress=bool(self.progress), description="fastflow" + (" (selfsup)" if self.loss == "selfsup" else ""),
-            ), self.on_divergence)  # fmt: skip
+    def _rare_set(self, X_B: np.ndarray) -> np.ndarray:
+        """R: the other class's images, or the B images with blobs of extra light (seed key ``synthetic``)."""
+        if self.rare == "labelled":
+            return self._other
+        cells = torch.from_numpy((X_B.std(axis=0) > 0).astype(np.float32))
+        seed = self._seed(SYNTHETIC)
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        u = torch.from_numpy(np.ascontiguousarray(X_B[:, None]))
+        return torch.cat([add_light_blobs(u[i : i + 256], cells, 1.0, gen) for i in range(0, len(u), 256)])[:, 0].numpy()
+
+    def _fit_selfsup(self, model: FastFlowNet, X_B: np.ndarray, w_B: np.ndarray | None) -> None:
+        X_R = self._rare_set(X_B)
+        vf = self.training_config().validation_fraction
+        rows = np.concatenate([X_B, X_R])[:, None]
+        lab = np.r_[np.zeros(len(X_B)), np.ones(len(X_R))].astype(np.float32)
+        w = None if w_B is None else np.r_[w_B, np.full(len(X_R), float(np.mean(w_B)))].astype(np.float32)
+        tr_b, va_b = split_indices(len(X_B), vf, self._seed(SPLIT, "b"))
+        tr_r, va_r = split_indices(len(X_R), vf, self._seed(SPLIT, "r"))
+        tr, va = np.r_[tr_b, len(X_B) + tr_r], np.r_[va_b, len(X_B) + va_r]
+        self.n_rare_set_ = len(X_R)
+        warm: dict[str, Any] = {}
+        if int(self.warmup_epochs) > 0:  # L_B alone first, so the batch minimum of log p(x_b) is meaningful
+            warm = self._train(model, nll_loss, make_batch(rows, tr_b, lab, w), make_batch(rows, va_b, lab, w),
+                               trimmed_nll_loss(0.01), "fastflow warm-up (L_B)", epochs=int(self.warmup_epochs), key="warmup")  # fmt: skip
+        self.c_ = self._floor(X_B[tr_b])
+        self.history_ = self._train(model, selfsup_loss(self.c_, self.rare_reduction), make_batch(rows, tr, lab, w),
+                                    make_batch(rows, va, lab, w), selfsup_validation(), f"fastflow (selfsup, R = {self.rare})")  # fmt: skip
+        self.history_["warmup"] = {k: warm[k] for k in ("train_loss", "val_loss", "best_epoch") if k in warm}
+
+    def _floor(self, X_B: np.ndarray) -> float | None:
+        """``c``: a number, None, or ``"auto"`` = the ``c_quantile`` quantile of the B image log-likelihoods."""
+        if self.c is None or self.c != "auto":
+            return None if self.c is None else float(self.c)
+        lp = self._predict(lambda x: self.model_.image_log_prob(x[:, None]), X_B)
+        return float(np.quantile(lp[np.isfinite(lp)], float(self.c_quantile)))
 
     # -- scoring ---------------------------------------------------------------------------------
     def _map_batch(self, x: Tensor) -> Tensor:
         model = self.model_
-        if self.map == "latent":
-            m = model.flow.latent_map(model.standardised(x))
-        else:
-            m = -model.log_prob_map(x)
-        h, w = x.shape[-2:]
-        if m.shape[-2:] == (h, w):
-            return m
-        mult = _input_multiple(model.features)
-        hp, wp = pad_to_multiple(x, mult).shape[-2:] if mult > 1 else (h, w)
-        up = F.interpolate(m[:, None], size=(hp, wp), mode="bilinear", align_corners=False)[:, 0]
-        return up[..., :h, :w]
+        m = model.flow.latent_map(model.standardised(x)) if self.map == "latent" else -model.log_prob_map(x)
+        return model.upsample(m, x)
 
     # -- persistence -----------------------------------------------------------------------------
-    def _export(self) -> FittedState:
+    def _arch(self) -> dict[str, Any]:
         if not isinstance(self.backbone, str):
             raise RareflowError(
                 "fastflow with a user-supplied backbone cannot be saved: only the built-in backbones "
                 "('conv', 'random') are saved (as weights; nothing is pickled) — refit it after loading instead"
             )
-        cfg = {"channels": [int(c) for c in self.channels], "feature_stage": int(self.feature_stage),
-               "n_features": int(self.model_.mean.numel()), "image_shape": list(self.image_shape_)}  # fmt: skip
-        return FittedState(json={"config": cfg}, arrays=state_arrays(self.model_, _PREFIX))
+        return {"channels": [int(c) for c in self.channels], "feature_stage": int(self.feature_stage),
+                "n_features": int(self.model_.channels), "image_shape": list(self.image_shape_)}  # fmt: skip
 
-    def _import(self, state: FittedState) -> None:
-        cfg = state.json["config"]
-        enc = ConvEncoder(1, tuple(cfg["channels"]), self.activation)
-        model = FastFlowNet(_Frozen(enc, cfg["feature_stage"]), cfg["n_features"], int(self.steps), self.hidden,
+    def _from_arch(self, cfg: dict[str, Any]) -> FastFlowNet:
+        enc = ConvEncoder(1, tuple(int(c) for c in cfg["channels"]), self.activation)
+        model = FastFlowNet(FrozenFeatures(enc, int(cfg["feature_stage"])), int(cfg["n_features"]), int(self.steps), self.hidden,
                             tuple(self.kernels), float(self.clamp), self.activation, bool(self.position))  # fmt: skip
-        load_weights(model, state.arrays, _PREFIX, "fastflow")
-        self.model_ = model.to(resolve_device(self.device)).eval()
-        self.image_shape_ = tuple(int(v) for v in cfg["image_shape"])
+        model.reduce = self.reduce
+        return model
 
+    def _export_extra(self, state: FittedState) -> None:
+        if self.loss == "selfsup":
+            state.json.update(c=self.c_, n_r=self.n_rare_set_)
 
-def _input_multiple(features: _Frozen) -> int:
-    """Padding multiple of a built-in encoder (inputs padded before the stride-2 stages), else 1."""
-    bb = features.backbone
-    return 2 ** int(features.upto) if isinstance(bb, ConvEncoder) and features.upto is not None else 1
+    def _import_extra(self, state: FittedState) -> None:
+        if self.loss == "selfsup":
+            self.c_, self.n_rare_set_ = state.json.get("c"), int(state.json.get("n_r", 0))

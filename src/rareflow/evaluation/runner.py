@@ -203,7 +203,8 @@ GALLERY_SIZE = 8
 
 
 def _inputs(det: Detector, ds: Dataset) -> Any:
-    """What the detector reads: grid images for image methods, the feature table otherwise."""
+    """What the detector reads: grid images for image methods (with the feature table beside them
+    when the detector ``uses_features``), the feature table otherwise."""
     if getattr(det, "input", "table") != "image":
         return ds.X
     if ds.images is None:
@@ -211,6 +212,10 @@ def _inputs(det: Detector, ds: Dataset) -> Any:
             f"method '{det.name}' needs camera images; set data.images: true (simulator), give a table the "
             ".npz from `rareflow simulate --images-out`, or use source simtel / idx"
         )
+    if getattr(det, "uses_features", False):  # hybrid image methods (cnn-classifier hillas: true): images + table rows
+        from rareflow.iact.images import ImagesWithFeatures
+
+        return ImagesWithFeatures(ds.images, ds.X)
     return ds.images
 
 

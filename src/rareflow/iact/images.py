@@ -28,6 +28,17 @@ Loaders (:class:`ImageSet`: pixel images, camera, mapping, a table aligned with 
 * :func:`load_simtel` — sim_telarray files via :mod:`rareflow.io.simtel` (one camera type);
 * :func:`load_idx_pair_set` — MNIST / notMNIST IDX gzip files as a second, non-physics dataset;
 * :func:`iterate_batches` — float32 tensors of a fixed batch size for scoring loops.
+
+Hybrid input (:class:`ImagesWithFeatures`): the grid images and the feature table of the same
+events, for image methods that also read the table (``cnn-classifier`` with ``hillas: true``);
+indexing it takes the same rows of both, so the compare runner's splits apply unchanged.
+
+Camera symmetries (:func:`grid_symmetries`): the rotations and reflections of the lattice
+(hexagonal: the 12 elements of :math:`D_6`; square: the 8 of :math:`D_4`) written in axial
+coordinates — on a hexagonal lattice the 60 deg rotation is :math:`(q, r) \mapsto (-r, q + r)`
+and a reflection :math:`(q, r) \mapsto (q + r, -r)` — kept when they map the set of camera cells
+onto itself; each is a permutation of grid cells (a gather index), so an augmented image holds
+exactly the camera's pixel values, moved to other pixels, and nothing off the camera.
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ from rareflow.errors import RareflowError
 __all__ = [
     "GridMapping",
     "ImageSet",
+    "ImagesWithFeatures",
+    "grid_symmetries",
     "check_images",
     "expm1_charge",
     "image_moments",
@@ -364,3 +377,76 @@ def iterate_batches(grids: np.ndarray, batch_size: int = 256) -> Iterator[Any]:
         chunk = np.ascontiguousarray(grids[start : start + batch_size], dtype=np.float32)
         t = torch.from_numpy(chunk)
         yield t[:, None] if t.ndim == 3 else t
+
+
+@dataclass
+class ImagesWithFeatures:
+    """Grid images (n, H, W) and a feature table (n rows) of the same events; ``x[idx]`` takes rows of both."""
+
+    images: np.ndarray
+    features: Any
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.features):
+            raise RareflowError(f"{len(self.images)} images but {len(self.features)} feature rows; give one row per image")
+
+    def __len__(self) -> int:
+        return int(len(self.images))
+
+    def __getitem__(self, idx: Any) -> "ImagesWithFeatures":
+        feats = self.features.iloc[idx] if isinstance(self.features, pd.DataFrame) else np.asarray(self.features)[idx]
+        return ImagesWithFeatures(self.images[idx], feats)
+
+
+_HEX_GENERATORS = (np.array([[0, -1], [1, 1]]), np.array([[1, 1], [0, -1]]))  # 60 deg rotation, a reflection
+_SQUARE_GENERATORS = (np.array([[0, -1], [1, 0]]), np.array([[1, 0], [0, -1]]))  # 90 deg rotation, a reflection
+
+
+def lattice_group(lattice: str) -> list[np.ndarray]:
+    """The point group of the lattice as integer matrices on axial coordinates (q, r), identity first."""
+    gens = _HEX_GENERATORS if lattice == "hexagonal" else _SQUARE_GENERATORS
+    group = [np.eye(2, dtype=np.int64)]
+    frontier = list(group)
+    while frontier:
+        new = []
+        for g in frontier:
+            for h in gens:
+                m = h @ g
+                if not any(np.array_equal(m, e) for e in group):
+                    group.append(m)
+                    new.append(m)
+        frontier = new
+    return group
+
+
+def grid_symmetries(cells: np.ndarray, lattice: str = "hexagonal") -> np.ndarray:
+    """Gather indices (k, H*W) of the lattice symmetries that map the camera cells ``cells`` (H, W,
+    bool) onto themselves, identity first: ``image.reshape(n, -1)[:, idx[j]]`` is the image turned
+    by symmetry ``j``. Cells off the camera map to themselves. Grid cell (h, w) is the lattice point
+    q = w, r = H - 1 - h (:meth:`GridMapping.from_camera`); symmetries act about the centre of the
+    camera cells' bounding box in (q, r)."""
+    if lattice not in ("hexagonal", "square"):
+        raise RareflowError(f"lattice must be 'hexagonal' or 'square', got {lattice!r}")
+    cells = np.asarray(cells, dtype=bool)
+    H, W = cells.shape
+    h, w = np.nonzero(cells)
+    if len(h) == 0:
+        return np.arange(H * W)[None]
+    q, r = w, H - 1 - h
+    sq, sr = q.min() + q.max(), r.min() + r.max()  # twice the centre
+    d = np.stack([2 * q - sq, 2 * r - sr])  # doubled coordinates about the centre: integers
+    flat = h * W + w
+    out = []
+    for m in lattice_group(lattice):
+        dq, dr = m @ d
+        if ((dq + sq) % 2).any() or ((dr + sr) % 2).any():
+            continue
+        q2, r2 = (dq + sq) // 2, (dr + sr) // 2
+        h2, w2 = H - 1 - r2, q2
+        inside = (h2 >= 0) & (h2 < H) & (w2 >= 0) & (w2 < W)
+        if not inside.all() or not cells[h2, w2].all():
+            continue
+        src = np.arange(H * W)
+        src[h2 * W + w2] = flat  # out[dest(c)] = in[c]
+        out.append(src)
+    return np.stack(out)

@@ -4,6 +4,9 @@ r"""Convolutional nets for grid images: :class:`ConvEncoder` and :class:`ConvAut
   are zero-padded to a multiple of :math:`2^{stages-1}`. It is fastflow's backbone.
 * :class:`ConvAutoencoderNet` — that encoder, a bottleneck and a mirror decoder (the
   ``conv-autoencoder`` net; Masci et al. 2011).
+* :class:`ConvClassifierNet` — that encoder on the image (+ CoordConv channels), global average
+  and max pooling, optional extra features appended, and an MLP head to one logit
+  (the ``cnn-classifier`` net).
 * :func:`coordinate_channels` — CoordConv position channels (Liu et al. 2018).
 """
 
@@ -17,6 +20,7 @@ from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
 from rareflow.nets.activations import activation as _act
+from rareflow.nets.mlp import mlp
 
 BOTTLENECKS = ("conv", "dense")
 
@@ -121,3 +125,30 @@ class ConvAutoencoderNet(nn.Module):
     def error_map(self, x: Tensor) -> Tensor:
         """Per-cell squared error (n, H, W), summed over input channels."""
         return ((x - self(x)) ** 2).sum(1)
+
+
+class ConvClassifierNet(nn.Module):
+    r"""Logit of (image, extra features): :math:`f = \mathrm{MLP}([\mathrm{avg}(E(u)), \max(E(u)), v])`.
+
+    ``E`` is a :class:`ConvEncoder` on the image (with :func:`coordinate_channels` when ``coords``,
+    so the pooled features can depend on where a pattern lies: gamma images point to the source),
+    pooled over positions by mean and max (2 C values), ``v`` the ``n_extra`` extra features
+    (already standardised by the caller), then ``hidden`` layers with dropout to one logit.
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64), hidden: Sequence[int] = (64,), dropout: float = 0.2,
+                 n_extra: int = 0, activation: str = "relu", coords: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.coords = bool(coords)
+        self.encoder = ConvEncoder(1 + (2 if coords else 0), channels, activation)
+        width = 2 * int(list(channels)[-1]) + int(n_extra)
+        self.head = mlp([width, *[int(h) for h in hidden], 1], activation, float(dropout))
+
+    def forward(self, image: Tensor, extra: Tensor | None = None) -> Tensor:
+        """Logits (n,) of images (n, 1, H, W) and extra features (n, F) or None."""
+        inp = torch.cat([image, coordinate_channels(image)], dim=1) if self.coords else image
+        f = self.encoder(inp)
+        z = torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)
+        if extra is not None and extra.shape[1]:
+            z = torch.cat([z, extra.to(z.dtype)], dim=1)
+        return self.head(z).squeeze(-1)
