@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Kind
+from rareflow.detectors.params import Choice, Flag, Names, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
 from rareflow.flows.preprocessing import Preprocessor
@@ -95,6 +96,11 @@ class AutoencoderDetector(TorchDetector):
     name: ClassVar[str] = "autoencoder"
     kind: ClassVar[Kind] = "one-class"
     training_defaults: ClassVar[dict[str, Any]] = {"score_batch_size": 4096}
+    param_specs: ClassVar[dict[str, Any]] = {
+        "hidden": Sizes(), "bottleneck": Number(integer=True, low=1, high=65536), "variational": Flag(),
+        "beta": Number(low=0), "score": Choice(("mse", "elbo")), "elbo_samples": Number(integer=True, low=1, high=10000),
+        "activation": Choice(tuple(ACTIVATIONS)), "log_features": Names(),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -125,8 +131,6 @@ class AutoencoderDetector(TorchDetector):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        if self.score not in ("mse", "elbo"):
-            raise RareflowError(f"score must be 'mse' or 'elbo', got {self.score!r}")
         if self.score == "elbo" and not self.variational:
             raise RareflowError("score 'elbo' needs variational: true (a VAE)")
 

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor
 
 from rareflow.detectors import register
-from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.detectors.mahalanobis import chi_radius_cut
+from rareflow.detectors.params import Choice, Number
 from rareflow.errors import RareflowError
 from rareflow.detectors.thresholds import ThresholdRule
 from rareflow.flows.losses import nll_loss, trimmed_nll_loss
@@ -63,6 +64,9 @@ class FlowDetector(FlowBase):
 
     name: ClassVar[str] = "flow"
     kind: ClassVar[Kind] = "one-class"
+    param_specs: ClassVar[dict[str, Any]] = {
+        **FLOW_SPECS, "val_trim": Number(low=0, high=0.5, high_open=True), "score": Choice(SCORES),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -95,9 +99,6 @@ class FlowDetector(FlowBase):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        self._check_flow()
-        if self.score not in SCORES:
-            raise RareflowError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
         rule = self._threshold_rule()
         if rule.rule != "quantile" and self.score == "nll":
             raise RareflowError(

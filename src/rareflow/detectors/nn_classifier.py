@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Kind
+from rareflow.detectors.params import Flag, Names, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.flows.preprocessing import Preprocessor
 from rareflow.nets.mlp import MLP
@@ -64,6 +65,9 @@ class NNClassifier(TorchDetector):
     requires_labels: ClassVar[bool] = True
     training_defaults: ClassVar[dict[str, Any]] = {"weight_decay": 1e-4, "score_batch_size": 8192}
     weights_prefix: ClassVar[str] = "net/"
+    param_specs: ClassVar[dict[str, Any]] = {
+        "hidden": Sizes(), "dropout": Number(low=0, high=1, high_open=True), "balance": Flag(), "log_features": Names(),
+    }  # fmt: skip
 
     def __init__(
         self,
