@@ -39,6 +39,7 @@ from rareflow.errors import RareflowError
 from rareflow.detectors.thresholds import ThresholdRule
 from rareflow.flows.losses import nll_loss, trimmed_nll_loss
 from rareflow.flows.scores import SCORES, LatentGaussian, all_scores, chi_tail, latent_norm
+from rareflow.outliers.support import training_box
 from rareflow.seeding import derive_seed
 from rareflow.training import torch_threads
 
@@ -121,6 +122,7 @@ class FlowDetector(FlowBase):
 
     def _after_fit(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> None:
         self.latent_ = LatentGaussian.fit(self._latent_and_log_prob(X)[1], w)
+        self.support_ = training_box(X)  # where generated outliers may land (rareflow.outliers.support)
 
     def _score_batch(self, x: Tensor) -> Tensor:
         if self.score == "nll":
@@ -175,6 +177,8 @@ class FlowDetector(FlowBase):
     def _export_extra(self, state: FittedState) -> None:
         state.arrays["latent_mean"] = self.latent_.mean
         state.arrays["latent_covariance"] = self.latent_.covariance
+        state.arrays["support"] = self.support_
 
     def _import_extra(self, state: FittedState) -> None:
         self.latent_ = LatentGaussian(mean=state.arrays["latent_mean"], covariance=state.arrays["latent_covariance"])
+        self.support_ = state.arrays.get("support")  # None in files saved before it

@@ -45,6 +45,7 @@ from rareflow.detectors.params import Choice, Number, Pair, Sizes
 from rareflow.detectors.torch_base import LossFn, TorchDetector
 from rareflow.errors import RareflowError
 from rareflow.nets.mlp import MLP
+from rareflow.outliers.support import training_box
 from rareflow.seeding import derive_seed
 from rareflow.training import SYNTHETIC, child_seed, module_arrays, prefixed, resolve_device
 
@@ -112,6 +113,7 @@ class OutlierExposureDetector(TorchDetector):
         settings = {k: getattr(cfg, k) for k in ("validation_fraction", "n_threads", "progress", "device", "on_divergence")}
         self.flow_ = fit_flow(X, sample_weight, flow=self.flow, transforms=self.transforms, hidden=self.flow_hidden,
                               epochs=self.flow_epochs, seed=self._seed(FLOW), **settings)  # fmt: skip
+        self.support_ = training_box(X)
         m = int(self.n_generated) if self.n_generated >= 2 else max(int(round(self.n_generated * len(X))), 1)
         self._generated = generate_outliers(self.flow_, X, self.generator, self.sigma, m, self._seed(SYNTHETIC),
                                             n_threads=cfg.n_threads, device=cfg.device)  # fmt: skip
@@ -167,12 +169,14 @@ class OutlierExposureDetector(TorchDetector):
         flow_json, _ = self.flow_.to_state()
         state.json["flow"] = flow_json
         state.arrays.update(module_arrays(self.flow_, _FLOW))
+        state.arrays["support"] = self.support_
 
     def _import_extra(self, state: FittedState) -> None:
         from rareflow.flows.model import FlowModel
 
         device = resolve_device(self.training_config().device)
         self.flow_ = FlowModel.from_state(state.json["flow"], prefixed(state.arrays, _FLOW), device)
+        self.support_ = state.arrays.get("support")  # None in files saved before it
 
 
 # -- shared helpers (also the selfsup-flow synthetic-R hook) ----------------------------------------
