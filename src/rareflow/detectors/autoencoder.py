@@ -117,18 +117,7 @@ class AutoencoderDetector(TorchDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.hidden = hidden
-        self.bottleneck = bottleneck
-        self.variational = variational
-        self.beta = beta
-        self.score = score
-        self.elbo_samples = elbo_samples
-        self.activation = activation
-        self.log_features = log_features
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_params(self) -> None:
         if self.score == "elbo" and not self.variational:

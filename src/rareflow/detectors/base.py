@@ -101,6 +101,12 @@ class Detector(BaseEstimator):
         self._record_working_point(self.decision_scores_, ya, wa, other)
         return self
 
+    def _store(self, arguments: dict[str, Any]) -> None:
+        """Keep every constructor argument as an attribute of the same name, unchanged (scikit-learn's
+        rule; validation happens in :meth:`check_params`). Call as ``self._store(locals())``."""
+        for name in self._get_param_names():
+            setattr(self, name, arguments[name])
+
     def check_params(self) -> "Detector":
         """Validate the constructor parameters; a one-line :class:`RareflowError` names the first bad one."""
         params = self.get_params(deep=False)

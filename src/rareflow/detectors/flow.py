@@ -33,7 +33,7 @@ from torch import Tensor
 from rareflow.detectors import register
 from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
-from rareflow.detectors.mahalanobis import chi_radius_cut
+from rareflow.detectors.mahalanobis import gaussian_cut
 from rareflow.detectors.params import Choice, Number
 from rareflow.errors import RareflowError
 from rareflow.detectors.thresholds import ThresholdRule
@@ -42,15 +42,6 @@ from rareflow.flows.scores import SCORES, LatentGaussian, all_scores, chi_tail, 
 from rareflow.outliers.support import training_box
 from rareflow.seeding import derive_seed
 from rareflow.training import torch_threads
-
-
-def radius_cut(rule: ThresholdRule, dof: int) -> float:
-    """Cut on a :math:`\\chi_{dof}` radius: ``k_sigma`` :math:`E + k\\sigma`; ``chi2`` :math:`\\sqrt{\\chi^2_{1-\\alpha}}`."""
-    from scipy import stats
-
-    if rule.rule == "k_sigma":
-        return chi_radius_cut(dof, float(rule.k))
-    return float(np.sqrt(stats.chi2.isf(float(rule.alpha), dof)))
 
 
 @register
@@ -85,19 +76,7 @@ class FlowDetector(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.val_trim = val_trim
-        self.score = score
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_params(self) -> None:
         rule = self._threshold_rule()
@@ -143,7 +122,7 @@ class FlowDetector(FlowBase):
             raise RareflowError(
                 f"threshold rule '{rule.rule}' needs score latent_norm or latent_mahalanobis; nll has no known law"
             )
-        return radius_cut(rule, int(self.n_features_in_))
+        return float(np.sqrt(gaussian_cut(rule, int(self.n_features_in_))))  # chi_d radius: sqrt of the chi2 cut
 
     # -- extra outputs ---------------------------------------------------------------------------
     def score_samples_all(self, X: Any) -> dict[str, np.ndarray]:

@@ -116,21 +116,7 @@ class FlowClassifier(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.mode = mode
-        self.ensemble = ensemble
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.discriminative = discriminative
-        self.rare_fraction = rare_fraction
-        self.val_trim = val_trim
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- fitting ---------------------------------------------------------------------------------
     def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassFlows:

@@ -79,13 +79,7 @@ class NNClassifier(TorchDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.balance = balance
-        self.log_features = log_features
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassifierNet:
         names = getattr(self, "feature_names_in_", None)

@@ -90,22 +90,7 @@ class OutlierExposureDetector(TorchDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.mode = mode
-        self.generator = generator
-        self.sigma = sigma
-        self.n_generated = n_generated
-        self.beta = beta
-        self.n_classes = n_classes
-        self.score = score
-        self.flow = flow
-        self.transforms = transforms
-        self.flow_hidden = flow_hidden
-        self.flow_epochs = flow_epochs
-        self.hidden = hidden
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- fitting: flow, generated outliers, then the template's run of the network ----------------
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:

@@ -139,22 +139,7 @@ class SelfSupFlow(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.c = c
-        self.c_quantile = c_quantile
-        self.rare_reduction = rare_reduction
-        self.synthetic = synthetic
-        self.warmup_epochs = warmup_epochs
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- fitting ---------------------------------------------------------------------------------
     def _b_and_r(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:

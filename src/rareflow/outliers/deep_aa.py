@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
-from rareflow.training import Batch, split_indices, to_tensor, train
+from rareflow.training import Batch, seeded, split_indices, to_tensor, train
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.latent import Generated, invert
 from rareflow.seeding import derive_seed
@@ -159,6 +159,26 @@ def _joint_loss(lam: float):
     return loss_fn
 
 
+def _initial_model(flow: nn.Module, X: np.ndarray | None, k: int | None, ks: tuple[int, ...], n_latent: int,
+                   seed0: int) -> tuple[DeepAA, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """DeepAA initialised from classic AA on (at most 1500 of) the latent points; ``(model, T, info)``."""
+    rng = make_rng(derive_seed(seed0, "deepaa-latent"))
+    if X is not None:
+        T = flow.evaluate(np.asarray(X, dtype=float), latent=True)["z"]
+    else:
+        T = rng.standard_normal((n_latent, int(flow.config.features)))
+    sub = T[rng.permutation(len(T))[: min(len(T), 1500)]]
+    info: dict[str, Any] = {}
+    if k is None:
+        k, info["aa_errors"] = select_k(sub, ks=ks, seed=derive_seed(seed0, "aa-k"), n_iter=60)
+    aa = archetypal_analysis(sub, int(k), n_iter=100, seed=derive_seed(seed0, "aa"))
+    with seeded(derive_seed(seed0, "deepaa-init")):
+        model = DeepAA(flow, int(k))
+    model.head.init_from_archetypes(sub, aa.A, aa.Z)
+    info.update(k=int(k), aa_error=aa.error)
+    return model, T, info
+
+
 def fit_deep_aa(
     flow: nn.Module,
     X: np.ndarray | None = None,
@@ -188,33 +208,18 @@ def fit_deep_aa(
     ``info``: ``k``, ``aa_errors`` (per k, when chosen), ``history``, ``recon_mse``.
     """
     if train_flow:
+        if X is None:
+            raise RareflowError("train_flow=True needs data rows X to train the flow on")
         import copy
 
         flow = copy.deepcopy(flow)
     seed0 = int(np.random.default_rng().integers(2**31 - 1)) if seed is None else int(seed)  # None: fresh entropy
-    rng = make_rng(derive_seed(seed0, "deepaa-latent"))
-    d = int(flow.config.features)
-    if X is not None:
-        T = flow.evaluate(np.asarray(X, dtype=float), latent=True)["z"]
-    else:
-        T = rng.standard_normal((n_latent, d))
-    sub = T[rng.permutation(len(T))[: min(len(T), 1500)]]
-    info: dict[str, Any] = {}
-    if k is None:
-        k, info["aa_errors"] = select_k(sub, ks=ks, seed=derive_seed(seed0, "aa-k"), n_iter=60)
-    aa = archetypal_analysis(sub, int(k), n_iter=100, seed=derive_seed(seed0, "aa"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed0, "deepaa-init"))
-        model = DeepAA(flow, int(k))
-    model.head.init_from_archetypes(sub, aa.A, aa.Z)
-    info.update(k=int(k), aa_error=aa.error)
+    model, T, info = _initial_model(flow, X, k, ks, n_latent, seed0)
     tr, va = split_indices(len(T), 0.2, derive_seed(seed0, "deepaa-split"))
     device = next(flow.parameters()).device if device is None else device
     common = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=10, seed=derive_seed(seed0, "deepaa-train"),
                   n_threads=n_threads, progress=progress, device=device)  # fmt: skip
     if train_flow:
-        if X is None:
-            raise RareflowError("train_flow=True needs data rows X to train the flow on")
         Xa = np.asarray(X, dtype=float)
         info["history"] = train(model, _joint_loss(lam), Batch(to_tensor(Xa[tr])), Batch(to_tensor(Xa[va])),
                                 description="DeepAA (flow + head)", **common)  # fmt: skip
