@@ -121,26 +121,19 @@ def test_the_training_device_reaches_every_network(monkeypatch, generator) -> No
 
 def test_files_saved_with_flat_training_parameters_still_load(fitted, tmp_path) -> None:
     """Before the template, outlier-exposure stored epochs, batch_size, lr, ... as flat parameters."""
-    import io
-    import json
-    import zipfile
+    from tests.training.test_training_core import _rewrite
 
     path = tmp_path / "old.rfm"
     save_model(fitted, path)
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    meta = json.loads(members["meta.json"])
-    params = meta["params"]
     flat = {"epochs": 25, "batch_size": 64, "lr": 1e-3, "validation_fraction": 0.2, "n_threads": 1, "progress": False}
-    assert params.pop("training") == {k: flat[k] for k in ("epochs", "batch_size", "n_threads", "progress")}
-    params.update(flat)
-    meta["state"].pop("history")
-    members["meta.json"] = json.dumps(meta).encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    path.write_bytes(buf.getvalue())
+
+    def flatten(meta) -> None:
+        params = meta["params"]
+        assert params.pop("training") == {k: flat[k] for k in ("epochs", "batch_size", "n_threads", "progress")}
+        params.update(flat)
+        meta["state"].pop("history")  # not saved before the template
+
+    _rewrite(path, flatten)
     back = load_model(path)
     cfg = back.training_config()
     assert (cfg.epochs, cfg.batch_size, cfg.n_threads, cfg.progress) == (25, 64, 1, False)
