@@ -139,6 +139,7 @@ def outliers_command(
     *,
     data: str | os.PathLike[str] | None = None,
     k: int | None = None,
+    support: bool = True,
 ) -> dict[str, Any]:
     """The ``rareflow outliers`` command: generate ``n`` points from a saved flow model into table ``out``.
 
@@ -148,10 +149,14 @@ def outliers_command(
     ``tail`` (chi tail beyond ``p``) and ``inlier``. ``sigma`` may be a range ``"lo:hi"`` for the
     radius methods. DeepAA for ``archetype`` / ``nullspace`` is fitted inside the command, seeded:
     on the flow latent of the rows of table ``data`` when given, else on ``N(0, I)`` latent draws;
-    ``k`` archetypes (default: the AA reconstruction-error elbow over 2..12).
-    Returns a summary dict (rows, method, sigma, features, radius quantiles, DeepAA ``k``).
+    ``k`` archetypes (default: the AA reconstruction-error elbow over 2..12). With ``support``,
+    points outside the training data's per-feature [min, max] are rejected and redrawn
+    (:mod:`rareflow.outliers.support`); how many goes to the summary and the table metadata.
+    Returns a summary dict (rows, method, sigma, features, radius quantiles, DeepAA ``k``,
+    ``outside_support_rejected``).
     """
     from rareflow.outliers.io import ALL_METHODS, CLI_METHODS, flow_of, parse_sigma, write_outliers
+    from rareflow.outliers.support import fill_inside, support_of
 
     if method not in ALL_METHODS:
         raise RareflowError(f"unknown outlier method {method!r}; use one of {' | '.join(CLI_METHODS)} (or tail, inlier)")
@@ -162,39 +167,63 @@ def outliers_command(
     features = [str(c) for c in getattr(detector, "feature_names_in_", [])] or [
         f"x{j}" for j in range(flow.config.features)
     ]
-    p = parse_sigma(sigma)
+    draw, info = _drawer(flow, method, parse_sigma(sigma), int(seed), features, data, k)
+    box = support_of(detector, flow) if support else None
+    gen, rejected = fill_inside(draw, int(n), box)
+    from scipy import stats
+
+    d = flow.config.features
+    per_row = {"sigma": gen.p, "radius": gen.radius, "chi_tail": stats.chi.sf(gen.radius, d), "seed": np.full(len(gen.x), int(seed))}
+    info["outside_support_rejected"] = rejected
+    params = {k_: v for k_, v in gen.params.items() if k_ != "A"}
+    params.update(method=method, sigma=sigma if not isinstance(sigma, tuple) else list(sigma), model=str(model_path),
+                  model_method=detector.name, latent_dim=d, support=None if box is None else box.describe(), **info)  # fmt: skip
+    write_outliers(out, gen.x, features, params, per_row)
+    q = np.quantile(gen.radius, [0.0, 0.5, 1.0])
+    return {"rows": int(len(gen.x)), "method": method, "sigma": params.get("p", params.get("concentration")),
+            "features": features, "radius_min": float(q[0]), "radius_median": float(q[1]), "radius_max": float(q[2]),
+            "out": str(out), "support": None if box is None else box.source, **info}  # fmt: skip
+
+
+def _drawer(flow: Any, method: str, p: Any, seed: int, features: list[str], data: Any,
+            k: int | None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """``(draw(m, attempt) -> Generated, info)``: attempt 0 uses ``seed`` itself, a redraw
+    ``derive_seed(seed, "redraw", attempt)``; integer columns are rounded back."""
+    import torch
+
+    from rareflow.seeding import derive_seed
+
+    def seed_of(attempt: int) -> int:
+        return seed if attempt == 0 else derive_seed(seed, "redraw", attempt)
+
     info: dict[str, Any] = {}
     if method in ("archetype", "nullspace"):
-        gen, info = _deep_aa_points(flow, int(n), method, p, int(seed), features, data, k)
+        model, info = _deep_aa(flow, method, p, seed, features, data, k)
+        from rareflow.outliers.deep_aa import sample_archetype, sample_nullspace
+
+        sampler = sample_archetype if method == "archetype" else sample_nullspace
+        c = 0.1 if p is None else float(p)
     else:
         from rareflow.outliers.latent import generate
 
-        gen = generate(flow, int(n), method, p if p is not None else "default", seed=int(seed))  # type: ignore[arg-type]
-    import torch
-    from scipy import stats
+    def draw(m: int, attempt: int) -> Any:
+        if method in ("archetype", "nullspace"):
+            gen = sampler(model, m, concentration=c, seed=derive_seed(seed_of(attempt), "sample"))
+        else:
+            gen = generate(flow, m, method, p if p is not None else "default", seed=seed_of(attempt))
+        mask_device = flow.pre.dequant_mask.device
+        gen.x = flow.pre.round_discrete(torch.as_tensor(gen.x, device=mask_device)).cpu().numpy()
+        return gen
 
-    x = flow.pre.round_discrete(torch.as_tensor(gen.x)).numpy()
-    d = flow.config.features
-    per_row = {"sigma": gen.p, "radius": gen.radius, "chi_tail": stats.chi.sf(gen.radius, d), "seed": np.full(len(x), int(seed))}
-    params = {k_: v for k_, v in gen.params.items() if k_ != "A"}
-    params.update(method=method, sigma=sigma if not isinstance(sigma, tuple) else list(sigma), model=str(model_path),
-                  model_method=detector.name, latent_dim=d, **info)  # fmt: skip
-    write_outliers(out, x, features, params, per_row)
-    q = np.quantile(gen.radius, [0.0, 0.5, 1.0])
-    return {"rows": int(len(x)), "method": method, "sigma": params.get("p", params.get("concentration")),
-            "features": features, "radius_min": float(q[0]), "radius_median": float(q[1]),
-            "radius_max": float(q[2]), "out": str(out), **info}  # fmt: skip
+    return draw, info
 
 
-def _deep_aa_points(
-    flow: Any, n: int, method: str, p: Any, seed: int, features: list[str], data: Any, k: int | None
-) -> tuple[Any, dict[str, Any]]:
-    from rareflow.outliers.deep_aa import fit_deep_aa, sample_archetype, sample_nullspace
+def _deep_aa(flow: Any, method: str, p: Any, seed: int, features: list[str], data: Any, k: int | None) -> tuple[Any, dict[str, Any]]:
+    from rareflow.outliers.deep_aa import fit_deep_aa
     from rareflow.seeding import derive_seed
 
     if isinstance(p, tuple):
         raise RareflowError(f"--sigma for {method} is a Dirichlet concentration (one number > 0), not a range")
-    c = 0.1 if p is None else float(p)
     X = None
     if data is not None:
         from rareflow.io.tables import check_finite, read_table
@@ -205,8 +234,6 @@ def _deep_aa_points(
             raise RareflowError(f"{data}: lacks the model's feature column(s) {missing}")
         X = check_finite(df, features, str(data)).loc[:, features].to_numpy(dtype=float)
     model, fit_info = fit_deep_aa(flow, X, k, seed=derive_seed(seed, "deepaa"))
-    sampler = sample_archetype if method == "archetype" else sample_nullspace
-    gen = sampler(model, n, concentration=c, seed=derive_seed(seed, "sample"))
     info = {"deepaa_k": fit_info["k"], "deepaa_recon_mse": fit_info["recon_mse"],
             "deepaa_fit_on": "data" if X is not None else "latent N(0, I)"}  # fmt: skip
-    return gen, info
+    return model, info

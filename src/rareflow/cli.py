@@ -355,6 +355,10 @@ def outliers(
     data: Optional[Path] = typer.Option(None, "--data", help="Table whose latent fits DeepAA (archetype/nullspace)."),
     k: Optional[int] = typer.Option(None, "--k", min=2, help="Number of archetypes (default: reconstruction-error elbow)."),
     out: Path = typer.Option(..., "--out", help="Output Parquet table: the model's feature columns + gen_* columns."),
+    support: bool = typer.Option(
+        True, "--support/--no-support",
+        help="Reject and redraw points outside the training data's per-feature [min, max] (negative widths, ...).",
+    ),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -372,8 +376,10 @@ def outliers(
             value = float(sigma)
         except ValueError:
             raise RareflowError(f"--sigma {short_repr(sigma)}: expected a number or a range lo:hi") from None
-    summary = outliers_command(model, n, method, value, seed_value, out, data=data, k=k)
-    _echo(f"wrote {summary.get('rows', n)} {method} points to {out}", quiet)
+    summary = outliers_command(model, n, method, value, seed_value, out, data=data, k=k, support=support)
+    where = (f"; {summary['outside_support_rejected']} draws outside the support ({summary['support']}) were rejected and redrawn"
+             if summary.get("support") else "; not checked against the training data's support (--no-support)")  # fmt: skip
+    _echo(f"wrote {summary.get('rows', n)} {method} points to {out}{where}", quiet)
 
 
 def _debug(argv: list[str]) -> tuple[list[str], bool]:

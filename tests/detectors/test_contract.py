@@ -38,20 +38,12 @@ FAST: dict[str, dict] = {
     "image-flow-classifier": {"epochs": 3, "backbone_epochs": 1, "progress": False, "channels": [4, 8], "steps": 2},
 }  # fmt: skip
 NON_TORCH = {"gbdt", "iforest", "mahalanobis", "power-mahalanobis"}
-# torch methods already on TorchDetector with param_specs: no xfail
-CHECKED_TORCH = {"conv-autoencoder", "fastflow", "cnn-classifier", "image-flow-classifier"}
-# torch methods are being moved onto TorchDetector (arch-torch), which validates their parameters;
-# until then they accept absurd values until deep inside fit (the only check they fail today)
-ARCH_TORCH = pytest.mark.xfail(strict=False, reason="arch-torch")
 
 
 def methods(checked_for_torch: bool = False) -> list:
-    """Every registered method; torch ones marked xfail(arch-torch) when ``checked_for_torch``."""
-    out = []
-    for name in available():
-        marks = [ARCH_TORCH] if checked_for_torch and name not in NON_TORCH | CHECKED_TORCH else []
-        out.append(pytest.param(name, marks=marks, id=name))
-    return out
+    """Every registered method (``checked_for_torch`` is kept for call sites: every torch method is
+    on TorchDetector with its param_specs now, so none is marked xfail)."""
+    return [pytest.param(name, id=name) for name in available()]
 
 
 def planted(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,3 +139,44 @@ def test_absurd_parameters_fail_early_with_one_line(name: str) -> None:
         with pytest.raises(RareflowError, match=pname) as info:
             get_detector(name, **{**FAST[name], pname: value}).fit(X[:100], y[:100])
         assert "\n" not in str(info.value)
+
+
+COMMON = {"training", "threshold", "random_state", "fit_on"}  # checked by the base class / TrainConfig
+
+
+@pytest.mark.parametrize("name", sorted(set(available()) - NON_TORCH))
+def test_every_torch_architecture_parameter_is_declared_in_param_specs(name: str) -> None:
+    cls = detector_class(name)
+    unchecked = set(cls._get_param_names()) - set(cls.param_specs) - COMMON
+    assert not unchecked, f"{name}: add {sorted(unchecked)} to param_specs"
+    cls().check_params()  # the defaults satisfy the specs
+
+
+@pytest.mark.parametrize("name", methods())
+def test_every_declared_parameter_refuses_a_wrong_value_at_construction(name: str) -> None:
+    for pname in detector_class(name).param_specs:
+        with pytest.raises(RareflowError, match=rf"parameter {pname}=") as info:
+            get_detector(name, **{**FAST[name], pname: "abc"})  # get_detector checks: nothing is fitted
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "pname", "value"),
+    [("flow", "transforms", 0), ("flow", "hidden", [0, 8]), ("flow", "hidden", []), ("flow", "activation", "gelu"),
+     ("flow", "bins", 1.5), ("flow", "score", "latent"), ("flow", "log_features", "hillas_size"),
+     ("autoencoder", "bottleneck", 0), ("autoencoder", "variational", "yes"), ("nn-classifier", "dropout", 1.0),
+     ("flow-classifier", "rare_fraction", 1.5), ("flow-classifier", "ensemble", 0), ("flow-classifier", "mode", "gan"),
+     ("selfsup-flow", "c_quantile", 2.0), ("selfsup-flow", "synthetic", "scaled"), ("selfsup-flow", "fit_on", "all"),
+     ("outlier-exposure", "sigma", [3.0, 1.0]), ("outlier-exposure", "n_classes", 1), ("outlier-exposure", "hidden", 64)],
+)  # fmt: skip
+def test_out_of_range_architecture_values_fail_at_construction(name: str, pname: str, value) -> None:
+    with pytest.raises(RareflowError, match=rf"^method '{name}': parameter {pname}=.* it must be "):
+        get_detector(name, **{pname: value})
+
+
+def test_in_range_values_are_accepted() -> None:
+    for name, params in [("flow", {"hidden": (16,), "bins": 4, "log_features": ["a"], "dequantize": True}),
+                         ("outlier-exposure", {"sigma": [1.5, 3.0]}), ("outlier-exposure", {"sigma": None}),
+                         ("selfsup-flow", {"c": -3.5}), ("flow-classifier", {"rare_fraction": None}),
+                         ("nn-classifier", {"hidden": []})]:  # fmt: skip
+        get_detector(name, **params)

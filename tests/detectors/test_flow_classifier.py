@@ -92,7 +92,7 @@ def test_needs_both_classes_and_valid_params() -> None:
     X, y = _xy()
     with pytest.raises(RareflowError, match="needs labels"):
         get_detector("flow-classifier", **SMALL).fit(X)
-    with pytest.raises(RareflowError, match="mode must be"):
+    with pytest.raises(RareflowError, match="parameter mode=.* it must be one of two-flows"):
         get_detector("flow-classifier", mode="three", **SMALL).fit(X, y)
     with pytest.raises(RareflowError, match="rare_fraction"):
         get_detector("flow-classifier", rare_fraction=2.0, **SMALL).fit(X, y)

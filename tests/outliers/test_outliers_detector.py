@@ -90,3 +90,62 @@ def test_selfsup_flow_synthetic_hook_uses_flow_outliers() -> None:
     det.fit(X, y)
     assert det.n_rare_set_ == round(0.5 * len(Xb))
     assert np.isfinite(det.decision_function(X)).all()
+
+
+@pytest.mark.parametrize("generator", ["extremal", "archetype"])
+def test_the_training_device_reaches_every_network(monkeypatch, generator) -> None:
+    """CI has no GPU: record the device every run of the loop is asked for (the flow, DeepAA when it
+    generates, the network) and serve it on the CPU; then the nets really sit on the CPU."""
+    import torch
+
+    import rareflow.detectors.torch_base as torch_base
+    import rareflow.training.loop as loop
+
+    asked: list[str] = []
+
+    def fake(device):
+        asked.append(str(device))
+        return torch.device("cpu")
+
+    monkeypatch.setattr(loop, "resolve_device", fake)
+    monkeypatch.setattr(torch_base, "resolve_device", fake)
+    X, y = _xy()
+    tiny = dict(transforms=2, flow_hidden=[8, 8], flow_epochs=2, hidden=[8], n_generated=100, sigma=2.0)
+    det = get_detector("outlier-exposure", generator=generator, training={"device": "cuda:7", "epochs": 2,
+                       "progress": False}, **tiny).fit(X, y)  # fmt: skip
+    runs = 3 if generator == "archetype" else 2  # flow, (DeepAA head,) network
+    assert asked.count("cuda:7") >= runs and set(asked) == {"cuda:7"}
+    assert next(det.model_.parameters()).device.type == "cpu" and next(det.flow_.parameters()).device.type == "cpu"
+    assert det.training_config().device == "cuda:7"
+
+
+def test_files_saved_with_flat_training_parameters_still_load(fitted, tmp_path) -> None:
+    """Before the template, outlier-exposure stored epochs, batch_size, lr, ... as flat parameters."""
+    from tests.training.test_training_core import _rewrite
+
+    path = tmp_path / "old.rfm"
+    save_model(fitted, path)
+    flat = {"epochs": 25, "batch_size": 64, "lr": 1e-3, "validation_fraction": 0.2, "n_threads": 1, "progress": False}
+
+    def flatten(meta) -> None:
+        params = meta["params"]
+        assert params.pop("training") == {k: flat[k] for k in ("epochs", "batch_size", "n_threads", "progress")}
+        params.update(flat)
+        meta["state"].pop("history")  # not saved before the template
+
+    _rewrite(path, flatten)
+    back = load_model(path)
+    cfg = back.training_config()
+    assert (cfg.epochs, cfg.batch_size, cfg.n_threads, cfg.progress) == (25, 64, 1, False)
+    Xt, _ = _xy(seed=1)
+    np.testing.assert_array_equal(back.decision_function(Xt), fitted.decision_function(Xt))
+
+
+def test_random_state_none_is_fresh_entropy_not_seed_zero() -> None:
+    X, y = _xy()
+    tiny = dict(transforms=2, flow_hidden=[8, 8], flow_epochs=2, hidden=[8], n_generated=100, sigma=2.0,
+                training={"epochs": 2, "progress": False})  # fmt: skip
+    a = get_detector("outlier-exposure", random_state=None, **tiny).fit(X, y).decision_function(X[:20])
+    b = get_detector("outlier-exposure", random_state=None, **tiny).fit(X, y).decision_function(X[:20])
+    zero = get_detector("outlier-exposure", random_state=0, **tiny).fit(X, y).decision_function(X[:20])
+    assert not np.array_equal(a, b) and not np.array_equal(a, zero)

@@ -9,27 +9,36 @@ their loss and score.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from rareflow.detectors.params import Choice, Names, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
-from rareflow.errors import RareflowError
 from rareflow.flows.build import FLOW_KINDS, FlowConfig
 from rareflow.flows.model import FlowModel
 from rareflow.flows.preprocessing import Preprocessor
+from rareflow.nets.activations import ACTIVATIONS
 from rareflow.training import prefixed, resolve_device
+
+#: the checked architecture parameters every flow detector shares (see :mod:`rareflow.detectors.params`)
+FLOW_SPECS: dict[str, Any] = {
+    "flow": Choice(FLOW_KINDS),
+    "transforms": Number(integer=True, low=1, high=64),
+    "hidden": Sizes(min_len=1),
+    "activation": Choice(tuple(ACTIVATIONS)),
+    "bins": Number(integer=True, low=1, high=256),
+    "log_features": Names(),
+    "dequantize": Names(),
+}
 
 
 class FlowBase(TorchDetector):
     """A torch detector built from normalizing flows on a stored preprocessing."""
 
     arch_key = "model"
-
-    def _check_flow(self) -> None:
-        if self.flow not in FLOW_KINDS:
-            raise RareflowError(f"flow must be one of {', '.join(FLOW_KINDS)}, got {self.flow!r}")
+    param_specs: ClassVar[dict[str, Any]] = FLOW_SPECS
 
     def _preprocessor(self, X: np.ndarray) -> Preprocessor:
         """The stored preprocessing (log / robust scaling / dequantisation) fitted on ``X``."""

@@ -25,7 +25,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from rareflow.detectors.base import FittedState
-from rareflow.detectors.params import Choice, Number
+from rareflow.detectors.params import Choice, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
 from rareflow.iact.images import check_images
@@ -35,7 +35,7 @@ from rareflow.training import INIT, SPLIT, Batch, make_batch, seeded, split_indi
 
 REDUCES = ("mean", "max")
 #: parameter checks shared by the image detectors
-IMAGE_SPECS: dict[str, Any] = {"reduce": Choice(REDUCES)}
+IMAGE_SPECS: dict[str, Any] = {"reduce": Choice(REDUCES), "channels": Sizes(min_len=1, high=4096)}
 
 
 def channel_list(value: Any, name: str, method: str) -> tuple[int, ...]:

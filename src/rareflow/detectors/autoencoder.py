@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Kind
+from rareflow.detectors.params import Choice, Flag, Names, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
 from rareflow.flows.preprocessing import Preprocessor
@@ -95,6 +96,11 @@ class AutoencoderDetector(TorchDetector):
     name: ClassVar[str] = "autoencoder"
     kind: ClassVar[Kind] = "one-class"
     training_defaults: ClassVar[dict[str, Any]] = {"score_batch_size": 4096}
+    param_specs: ClassVar[dict[str, Any]] = {
+        "hidden": Sizes(), "bottleneck": Number(integer=True, low=1, high=65536), "variational": Flag(),
+        "beta": Number(low=0), "score": Choice(("mse", "elbo")), "elbo_samples": Number(integer=True, low=1, high=10000),
+        "activation": Choice(tuple(ACTIVATIONS)), "log_features": Names(),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -111,22 +117,9 @@ class AutoencoderDetector(TorchDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.hidden = hidden
-        self.bottleneck = bottleneck
-        self.variational = variational
-        self.beta = beta
-        self.score = score
-        self.elbo_samples = elbo_samples
-        self.activation = activation
-        self.log_features = log_features
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_params(self) -> None:
-        if self.score not in ("mse", "elbo"):
-            raise RareflowError(f"score must be 'mse' or 'elbo', got {self.score!r}")
         if self.score == "elbo" and not self.variational:
             raise RareflowError("score 'elbo' needs variational: true (a VAE)")
 

@@ -130,6 +130,11 @@ class Detector(BaseEstimator):
             self.gammaness_ = fit_gammaness(scores, y, w)
         else:
             self.gammaness_ = fit_ecdf_gammaness(own_scores)
+    def _store(self, arguments: dict[str, Any]) -> None:
+        """Keep every constructor argument as an attribute of the same name, unchanged (scikit-learn's
+        rule; validation happens in :meth:`check_params`). Call as ``self._store(locals())``."""
+        for name in self._get_param_names():
+            setattr(self, name, arguments[name])
 
     def check_params(self) -> "Detector":
         """Validate the constructor parameters; a one-line :class:`RareflowError` names the first bad one."""

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from rareflow.detectors import register
 from rareflow.detectors._image import ImageDetector, channel_list
 from rareflow.detectors.base import Detector, FittedState, Kind
-from rareflow.detectors.params import Choice, Flag, Number
+from rareflow.detectors.params import Choice, Flag, Names, Number, Sizes
 from rareflow.errors import RareflowError
 from rareflow.flows.preprocessing import Preprocessor
 from rareflow.iact.images import ImagesWithFeatures, check_images, grid_symmetries
@@ -111,6 +111,7 @@ class CNNClassifier(ImageDetector):
     param_specs: ClassVar[dict[str, Any]] = {
         "dropout": Number(low=0.0, high=1.0, high_open=True), "coords": Flag(), "hillas": Flag(), "augment": Flag(),
         "lattice": Choice(LATTICES), "balance": Flag(), "activation": Choice(tuple(ACTIVATIONS)),
+        "channels": Sizes(min_len=1, high=4096), "hidden": Sizes(high=65536), "log_features": Names(),
     }  # fmt: skip
     weights_prefix: ClassVar[str] = "net/"
 

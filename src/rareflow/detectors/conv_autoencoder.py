@@ -141,6 +141,7 @@ class ConvAutoencoderDetector(MapDetector):
         "denoise": Number(low=0.0, high=1.0), "map": Choice(MAPS), "scale": Choice(SCALES),
         "pull_cap": Number(low=0.0, low_open=True, none_ok=True), "neighbours": Number(low=0.0),
         "smooth": Number(integer=True, low=0, none_ok=True), "activation": Choice(tuple(ACTIVATIONS)),
+        "pull_context": Choice(tuple(CONTEXTS), none_ok=True),
     }  # fmt: skip
 
     def __init__(

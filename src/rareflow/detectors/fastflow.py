@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from rareflow.detectors import register
 from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list
 from rareflow.detectors.base import FittedState, Kind
-from rareflow.detectors.params import Choice, Flag, Number
+from rareflow.detectors.params import Choice, Flag, Number, Sizes
 from rareflow.errors import RareflowError
 from rareflow.flows.conv import FlowSteps2d
 from rareflow.flows.losses import nll_loss, trimmed_nll_loss
@@ -124,6 +124,7 @@ class FastFlowDetector(MapDetector):
         "map": Choice(MAPS), "loss": Choice(LOSSES), "rare": Choice(RARE_SETS),
         "warmup_epochs": Number(integer=True, low=0), "c": Number(none_ok=True, words=("auto",)),
         "c_quantile": Number(low=0.0, high=1.0), "rare_reduction": Choice(("sum", "mean")),
+        "backbone": Choice(BACKBONES), "kernels": Sizes(min_len=1, high=15),
     }  # fmt: skip
 
     def __init__(

@@ -31,24 +31,17 @@ import torch
 from torch import Tensor
 
 from rareflow.detectors import register
-from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
-from rareflow.detectors.mahalanobis import chi_radius_cut
+from rareflow.detectors.mahalanobis import gaussian_cut
+from rareflow.detectors.params import Choice, Number
 from rareflow.errors import RareflowError
 from rareflow.detectors.thresholds import ThresholdRule
 from rareflow.flows.losses import nll_loss, trimmed_nll_loss
 from rareflow.flows.scores import SCORES, LatentGaussian, all_scores, chi_tail, latent_norm
+from rareflow.outliers.support import training_box
 from rareflow.seeding import derive_seed
 from rareflow.training import torch_threads
-
-
-def radius_cut(rule: ThresholdRule, dof: int) -> float:
-    """Cut on a :math:`\\chi_{dof}` radius: ``k_sigma`` :math:`E + k\\sigma`; ``chi2`` :math:`\\sqrt{\\chi^2_{1-\\alpha}}`."""
-    from scipy import stats
-
-    if rule.rule == "k_sigma":
-        return chi_radius_cut(dof, float(rule.k))
-    return float(np.sqrt(stats.chi2.isf(float(rule.alpha), dof)))
 
 
 @register
@@ -63,6 +56,9 @@ class FlowDetector(FlowBase):
 
     name: ClassVar[str] = "flow"
     kind: ClassVar[Kind] = "one-class"
+    param_specs: ClassVar[dict[str, Any]] = {
+        **FLOW_SPECS, "val_trim": Number(low=0, high=0.5, high_open=True), "score": Choice(SCORES),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -80,24 +76,9 @@ class FlowDetector(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.val_trim = val_trim
-        self.score = score
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_params(self) -> None:
-        self._check_flow()
-        if self.score not in SCORES:
-            raise RareflowError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
         rule = self._threshold_rule()
         if rule.rule != "quantile" and self.score == "nll":
             raise RareflowError(
@@ -120,6 +101,7 @@ class FlowDetector(FlowBase):
 
     def _after_fit(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> None:
         self.latent_ = LatentGaussian.fit(self._latent_and_log_prob(X)[1], w)
+        self.support_ = training_box(X)  # where generated outliers may land (rareflow.outliers.support)
 
     def _score_batch(self, x: Tensor) -> Tensor:
         if self.score == "nll":
@@ -140,7 +122,7 @@ class FlowDetector(FlowBase):
             raise RareflowError(
                 f"threshold rule '{rule.rule}' needs score latent_norm or latent_mahalanobis; nll has no known law"
             )
-        return radius_cut(rule, int(self.n_features_in_))
+        return float(np.sqrt(gaussian_cut(rule, int(self.n_features_in_))))  # chi_d radius: sqrt of the chi2 cut
 
     # -- extra outputs ---------------------------------------------------------------------------
     def score_samples_all(self, X: Any) -> dict[str, np.ndarray]:
@@ -174,6 +156,8 @@ class FlowDetector(FlowBase):
     def _export_extra(self, state: FittedState) -> None:
         state.arrays["latent_mean"] = self.latent_.mean
         state.arrays["latent_covariance"] = self.latent_.covariance
+        state.arrays["support"] = self.support_
 
     def _import_extra(self, state: FittedState) -> None:
         self.latent_ = LatentGaussian(mean=state.arrays["latent_mean"], covariance=state.arrays["latent_covariance"])
+        self.support_ = state.arrays.get("support")  # None in files saved before it

@@ -32,8 +32,9 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
+from rareflow.detectors.params import Choice, Number
 from rareflow.errors import RareflowError
 from rareflow.flows.model import FlowModel
 from rareflow.flows.selfsup import class_nll_loss, log_odds
@@ -91,6 +92,11 @@ class FlowClassifier(FlowBase):
     name: ClassVar[str] = "flow-classifier"
     kind: ClassVar[Kind] = "two-class"
     requires_labels: ClassVar[bool] = True
+    param_specs: ClassVar[dict[str, Any]] = {
+        **FLOW_SPECS, "mode": Choice(MODES), "ensemble": Number(integer=True, low=1, high=100),
+        "discriminative": Number(low=0), "rare_fraction": Number(low=0, high=1, low_open=True, high_open=True, none_ok=True),
+        "val_trim": Number(low=0, high=0.5, high_open=True),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -110,34 +116,9 @@ class FlowClassifier(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.mode = mode
-        self.ensemble = ensemble
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.discriminative = discriminative
-        self.rare_fraction = rare_fraction
-        self.val_trim = val_trim
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        self._check_flow()
-        if self.mode not in MODES:
-            raise RareflowError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.rare_fraction is not None and not 0.0 < float(self.rare_fraction) < 1.0:
-            raise RareflowError(f"rare_fraction must be in (0, 1) or null, got {self.rare_fraction}")
-        if int(self.ensemble) < 1:
-            raise RareflowError(f"ensemble must be >= 1, got {self.ensemble}")
-        if float(self.discriminative) < 0:
-            raise RareflowError(f"discriminative must be >= 0, got {self.discriminative}")
-
     def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassFlows:
         pre = self._preprocessor(X)
         conditional = self.mode == "conditional"

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from rareflow.detectors import register
 from rareflow.detectors._image import ImageDetector, channel_list
 from rareflow.detectors.base import Kind
-from rareflow.detectors.params import Choice, Flag, Number
+from rareflow.detectors.params import Choice, Flag, Number, Sizes
 from rareflow.errors import RareflowError
 from rareflow.flows.conv import FlowSteps2d
 from rareflow.flows.selfsup import class_nll_loss
@@ -77,6 +77,7 @@ class ImageFlowClassifier(ImageDetector):
         "hidden": Number(integer=True, low=1, none_ok=True), "clamp": Number(low=0.0, low_open=True),
         "position": Flag(), "feature_noise": Number(low=0.0), "discriminative": Number(low=0.0),
         "balance": Flag(), "activation": Choice(tuple(ACTIVATIONS)),
+        "channels": Sizes(min_len=1, high=4096), "kernels": Sizes(min_len=1, high=15),
     }  # fmt: skip
 
     def __init__(

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rareflow.detectors import register
 from rareflow.detectors.base import Kind
+from rareflow.detectors.params import Flag, Names, Number, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.flows.preprocessing import Preprocessor
 from rareflow.nets.mlp import MLP
@@ -64,6 +65,9 @@ class NNClassifier(TorchDetector):
     requires_labels: ClassVar[bool] = True
     training_defaults: ClassVar[dict[str, Any]] = {"weight_decay": 1e-4, "score_batch_size": 8192}
     weights_prefix: ClassVar[str] = "net/"
+    param_specs: ClassVar[dict[str, Any]] = {
+        "hidden": Sizes(), "dropout": Number(low=0, high=1, high_open=True), "balance": Flag(), "log_features": Names(),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -75,13 +79,7 @@ class NNClassifier(TorchDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.balance = balance
-        self.log_features = log_features
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ClassifierNet:
         names = getattr(self, "feature_names_in_", None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from rareflow.errors import RareflowError
 
-__all__ = ["Choice", "Flag", "Number", "short"]
+__all__ = ["Choice", "Flag", "Names", "Number", "Pair", "Settings", "Sizes", "short"]
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -76,18 +76,83 @@ class Flag:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a few strings."""
+    """One of a few strings (or null when ``none_ok``)."""
 
     options: tuple[str, ...]
+    none_ok: bool = False
 
     def describe(self) -> str:
-        return "one of " + " | ".join(self.options)
+        return "one of " + " | ".join(self.options) + (" or null" if self.none_ok else "")
 
     def ok(self, value: Any) -> bool:
-        return isinstance(value, str) and value in self.options
+        return (value is None and self.none_ok) or (isinstance(value, str) and value in self.options)
 
 
-def check(method: str, name: str, value: Any, spec: Number | Flag | Choice) -> None:
+@dataclass(frozen=True)
+class Sizes:
+    """A list of layer widths: integers in ``[1, high]`` (at least ``min_len`` of them), e.g. ``[128, 128]``."""
+
+    min_len: int = 0
+    high: int = 65536
+
+    def describe(self) -> str:
+        return f"a list of at least {self.min_len} integer(s) in [1, {self.high}], e.g. [128, 128]"
+
+    def ok(self, value: Any) -> bool:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) < self.min_len:
+            return False
+        item = Number(integer=True, low=1, high=self.high)
+        return all(item.ok(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Column names: a list of strings, ``true`` / ``false`` (all / none) or null (automatic)."""
+
+    def describe(self) -> str:
+        return "a list of column names, true, false or null (automatic)"
+
+    def ok(self, value: Any) -> bool:
+        if value is None or isinstance(value, bool):
+            return True
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A number satisfying ``number`` or a range ``[lo, hi]`` of two such numbers with lo <= hi."""
+
+    number: Number
+
+    def describe(self) -> str:
+        return f"{self.number.describe()}, or a range [lo, hi] of two such numbers"
+
+    def ok(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return len(value) == 2 and all(self.number.ok(v) and v is not None for v in value) and value[0] <= value[1]
+        return self.number.ok(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A mapping with string keys (``{name: scaled, size: 1.0}``), or null when ``none_ok``."""
+
+    example: str = "{key: value}"
+    none_ok: bool = True
+
+    def describe(self) -> str:
+        return f"a mapping such as {self.example}" + (" (or null)" if self.none_ok else "")
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.none_ok
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+Spec = Number | Flag | Choice | Sizes | Names | Pair | Settings
+
+
+def check(method: str, name: str, value: Any, spec: Spec) -> None:
     """Raise a one-line :class:`RareflowError` unless ``value`` satisfies ``spec``."""
     if not spec.ok(value):
         raise RareflowError(

@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rareflow.detectors import available, register
-from rareflow.detectors._flowbase import FlowBase
+from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
+from rareflow.detectors.params import Choice, Number, Settings
 from rareflow.errors import RareflowError
 from rareflow.flows.losses import nll_loss, trimmed_nll_loss
 from rareflow.flows.selfsup import selfsup_loss, selfsup_validation
@@ -113,6 +114,11 @@ class SelfSupFlow(FlowBase):
     kind: ClassVar[Kind] = "two-class"
     requires_labels: ClassVar[bool] = False
     renamed_params: ClassVar[dict[str, str]] = {"b_class": "fit_on"}
+    param_specs: ClassVar[dict[str, Any]] = {
+        **FLOW_SPECS, "fit_on": Choice(("bulk", "rare")), "c": Number(none_ok=True, words=("auto",)), "c_quantile": Number(low=0, high=1),
+        "rare_reduction": Choice(("sum", "mean")), "synthetic": Settings("{name: scaled, size: 1.0}"),
+        "warmup_epochs": Number(integer=True, low=0),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -133,33 +139,9 @@ class SelfSupFlow(FlowBase):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.c = c
-        self.c_quantile = c_quantile
-        self.rare_reduction = rare_reduction
-        self.synthetic = synthetic
-        self.warmup_epochs = warmup_epochs
-        self.flow = flow
-        self.transforms = transforms
-        self.hidden = hidden
-        self.activation = activation
-        self.bins = bins
-        self.log_features = log_features
-        self.dequantize = dequantize
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        self._check_flow()
-        if self.fit_on not in ("bulk", "rare"):
-            raise RareflowError(f"fit_on must be 'bulk' or 'rare' (the class B the flow models), got {self.fit_on!r}")
-        if self.rare_reduction not in ("sum", "mean"):
-            raise RareflowError(f"rare_reduction must be 'sum' or 'mean', got {self.rare_reduction!r}")
-        if self.synthetic is not None and not isinstance(self.synthetic, dict):
-            raise RareflowError("synthetic must be a mapping such as {name: scaled, size: 1.0}")
-
     def _b_and_r(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """B rows, R rows and their weights (R from the other class or from the generator)."""
         if y is None:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
-from rareflow.training import Batch, split_indices, to_tensor, train
+from rareflow.training import Batch, seeded, split_indices, to_tensor, train
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.latent import Generated, invert
 from rareflow.seeding import derive_seed
@@ -120,15 +120,20 @@ class DeepAA(nn.Module):
         """Flow latent :math:`t = f(T(x))` of data rows (float64 numpy)."""
         return self.flow.evaluate(X, latent=True)["z"]
 
+    def _tensor(self, a: np.ndarray) -> Tensor:
+        """``a`` on the head's device and dtype."""
+        w = self.head.M_A.weight
+        return torch.as_tensor(np.asarray(a), dtype=w.dtype, device=w.device)
+
     def reconstruct_latent(self, T: np.ndarray) -> np.ndarray:
         """:math:`\\hat t` for latent rows ``T``."""
         with torch.no_grad():
-            return self.head(to_tensor(T).to(self.head.M_A.weight.dtype)).double().numpy()
+            return self.head(self._tensor(T)).double().cpu().numpy()
 
     def coefficients(self, T: np.ndarray) -> np.ndarray:
         """:math:`A` for latent rows ``T``."""
         with torch.no_grad():
-            return self.head.coefficients(to_tensor(T).to(self.head.M_A.weight.dtype)).double().numpy()
+            return self.head.coefficients(self._tensor(T)).double().cpu().numpy()
 
     def to_state(self) -> dict[str, np.ndarray]:
         """The head's weights as numpy (the flow is saved on its own)."""
@@ -154,6 +159,26 @@ def _joint_loss(lam: float):
     return loss_fn
 
 
+def _initial_model(flow: nn.Module, X: np.ndarray | None, k: int | None, ks: tuple[int, ...], n_latent: int,
+                   seed0: int) -> tuple[DeepAA, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """DeepAA initialised from classic AA on (at most 1500 of) the latent points; ``(model, T, info)``."""
+    rng = make_rng(derive_seed(seed0, "deepaa-latent"))
+    if X is not None:
+        T = flow.evaluate(np.asarray(X, dtype=float), latent=True)["z"]
+    else:
+        T = rng.standard_normal((n_latent, int(flow.config.features)))
+    sub = T[rng.permutation(len(T))[: min(len(T), 1500)]]
+    info: dict[str, Any] = {}
+    if k is None:
+        k, info["aa_errors"] = select_k(sub, ks=ks, seed=derive_seed(seed0, "aa-k"), n_iter=60)
+    aa = archetypal_analysis(sub, int(k), n_iter=100, seed=derive_seed(seed0, "aa"))
+    with seeded(derive_seed(seed0, "deepaa-init")):
+        model = DeepAA(flow, int(k))
+    model.head.init_from_archetypes(sub, aa.A, aa.Z)
+    info.update(k=int(k), aa_error=aa.error)
+    return model, T, info
+
+
 def fit_deep_aa(
     flow: nn.Module,
     X: np.ndarray | None = None,
@@ -169,6 +194,7 @@ def fit_deep_aa(
     seed: int | None = 0,
     n_threads: int | None = None,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[DeepAA, dict[str, Any]]:
     """Fit a DeepAA head on the latent of ``flow``; returns ``(model, info)``.
 
@@ -178,35 +204,22 @@ def fit_deep_aa(
     1500 of) those points. ``train_flow=True`` trains flow and head jointly on ``X``
     (:math:`\\mathrm{NLL} + \\lambda \\lVert t - \\hat t\\rVert^2`), otherwise the flow stays fixed.
     The flow passed in is never modified: joint training works on a copy (``model.flow``).
+    Training runs on ``device`` (default: the flow's device, i.e. the detector's).
     ``info``: ``k``, ``aa_errors`` (per k, when chosen), ``history``, ``recon_mse``.
     """
     if train_flow:
+        if X is None:
+            raise RareflowError("train_flow=True needs data rows X to train the flow on")
         import copy
 
         flow = copy.deepcopy(flow)
-    seed0 = 0 if seed is None else int(seed)
-    rng = make_rng(derive_seed(seed0, "deepaa-latent"))
-    d = int(flow.config.features)
-    if X is not None:
-        T = flow.evaluate(np.asarray(X, dtype=float), latent=True)["z"]
-    else:
-        T = rng.standard_normal((n_latent, d))
-    sub = T[rng.permutation(len(T))[: min(len(T), 1500)]]
-    info: dict[str, Any] = {}
-    if k is None:
-        k, info["aa_errors"] = select_k(sub, ks=ks, seed=derive_seed(seed0, "aa-k"), n_iter=60)
-    aa = archetypal_analysis(sub, int(k), n_iter=100, seed=derive_seed(seed0, "aa"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed0, "deepaa-init"))
-        model = DeepAA(flow, int(k))
-    model.head.init_from_archetypes(sub, aa.A, aa.Z)
-    info.update(k=int(k), aa_error=aa.error)
+    seed0 = int(np.random.default_rng().integers(2**31 - 1)) if seed is None else int(seed)  # None: fresh entropy
+    model, T, info = _initial_model(flow, X, k, ks, n_latent, seed0)
     tr, va = split_indices(len(T), 0.2, derive_seed(seed0, "deepaa-split"))
+    device = next(flow.parameters()).device if device is None else device
     common = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=10, seed=derive_seed(seed0, "deepaa-train"),
-                  n_threads=n_threads, progress=progress)  # fmt: skip
+                  n_threads=n_threads, progress=progress, device=device)  # fmt: skip
     if train_flow:
-        if X is None:
-            raise RareflowError("train_flow=True needs data rows X to train the flow on")
         Xa = np.asarray(X, dtype=float)
         info["history"] = train(model, _joint_loss(lam), Batch(to_tensor(Xa[tr])), Batch(to_tensor(Xa[va])),
                                 description="DeepAA (flow + head)", **common)  # fmt: skip
@@ -250,17 +263,17 @@ def sample_archetype(
     rng = make_rng(seed)
     A = dirichlet_coefficients(n, model.k, concentration, rng, expand)
     with torch.no_grad():
-        t = model.head.decode(torch.as_tensor(A, dtype=model.head.M_C.weight.dtype)).double().numpy()
+        t = model.head.decode(model._tensor(A)).double().cpu().numpy()
     params = {"method": "archetype", "concentration": concentration, "expand": expand, "k": model.k, "seed": seed}
     return _latent_to_generated(model, t, A, "archetype", params)
 
 
 def nullspace_latent(head: DeepAAHead, A: np.ndarray, w: np.ndarray) -> np.ndarray:
     """:math:`t = f_C(A z_{fixed}) + (I - M_A^+ M_A) w` in float64."""
-    M_C = head.M_C.weight.detach().double().numpy()
-    b = head.M_C.bias.detach().double().numpy()
-    base = (A @ head.z_fixed.double().numpy()) @ M_C.T + b
-    return base + w @ head.null_projector().numpy().T
+    M_C = head.M_C.weight.detach().double().cpu().numpy()
+    b = head.M_C.bias.detach().double().cpu().numpy()
+    base = (A @ head.z_fixed.double().cpu().numpy()) @ M_C.T + b
+    return base + w @ head.null_projector().cpu().numpy().T
 
 
 def sample_nullspace(

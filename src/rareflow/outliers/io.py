@@ -111,7 +111,8 @@ def flow_of(detector: Any, path: str | os.PathLike[str] = "model") -> Any:
     """The unconditional ``FlowModel`` inside a fitted detector (``flow`` or ``outlier-exposure``)."""
     from rareflow.flows.model import FlowModel
 
-    model = getattr(detector, "model_", None)
+    model = getattr(detector, "flow_", None)  # outlier-exposure: its generating flow
+    model = model if isinstance(model, FlowModel) else getattr(detector, "model_", None)
     if not isinstance(model, FlowModel):
         raise RareflowError(
             f"{path}: method '{getattr(detector, 'name', '?')}' has no normalizing flow; "

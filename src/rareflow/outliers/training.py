@@ -1,7 +1,10 @@
 """Training with generated outliers: a discriminator and an outlier-exposure classifier (Bungert 2021).
 
-Both are small MLPs on feature vectors, trained through the one loop
-:func:`rareflow.training.train` with their own ``loss_fn``.
+Both are small MLPs on feature vectors (:class:`~rareflow.nets.mlp.MLP`), trained through the one
+loop :func:`rareflow.training.fit_model` with their own ``loss_fn`` and a validated
+:class:`~rareflow.training.TrainConfig` (its ``device`` included). The ``outlier-exposure``
+detector builds the same rows, nets and losses through its ``TorchDetector`` template; the
+functions here are the same training for arrays (examples, tests).
 
 **Discriminator** (the seed's eq. 9, a GAN-style discriminator with fixed generator):
 inliers :math:`x \\sim p_{in}` (label 0) against generated outliers :math:`\\tilde x \\sim p_{out}`
@@ -37,10 +40,14 @@ from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
 from rareflow.nets.mlp import MLP
-from rareflow.training import Batch, load_module, predict_batched, module_arrays, resolve_device, split_indices, to_tensor, train, weighted_mean
-from rareflow.seeding import derive_seed
+from rareflow.training import (
+    INIT, SPLIT, TRAIN, Batch, TrainConfig, child_seed, fit_model, load_module, make_batch, module_arrays,
+    predict_batched, seeded, split_indices, train_config, weighted_mean,
+)  # fmt: skip
 
 OE_SCORES = ("msp", "kl")
+#: training settings of :func:`train_discriminator` / :func:`train_oe_classifier` unless overridden
+DEFAULTS: dict[str, Any] = {"epochs": 60, "batch_size": 256, "weight_decay": 1e-4, "patience": 8, "progress": False}
 
 
 def mlp_state(net: MLP) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -53,7 +60,7 @@ def mlp_from_state(json: dict[str, Any], arrays: dict[str, np.ndarray], device: 
     return load_module(lambda: MLP.from_config(json), arrays, "", "MLP", device)
 
 
-# -- losses ------------------------------------------------------------------------------------
+# -- losses and scores -------------------------------------------------------------------------
 def discriminator_loss(model: nn.Module, batch: Batch) -> Tensor:
     """Weighted BCE with logits; ``batch.label`` 1 = generated outlier, 0 = inlier."""
     assert batch.label is not None
@@ -82,104 +89,32 @@ def oe_loss(beta: float) -> Callable[[nn.Module, Batch], Tensor]:
     return loss_fn
 
 
-# -- training ----------------------------------------------------------------------------------
-def _fit(
-    net: MLP,
-    loss_fn: Callable[[nn.Module, Batch], Tensor],
-    X: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray | None,
-    seed: int,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    patience: int,
-    validation_fraction: float,
-    n_threads: int | None,
-    progress: bool,
-    description: str,
-    label_dtype: torch.dtype,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    tr, va = split_indices(len(X), validation_fraction, derive_seed(seed, "split"))
-
-    def batch(idx: np.ndarray) -> Batch:
-        return Batch(x=to_tensor(X[idx]), label=to_tensor(label[idx], label_dtype),
-                     weight=None if weight is None else to_tensor(weight[idx]))  # fmt: skip
-
-    return train(
-        net, loss_fn, batch(tr), batch(va) if len(va) else None, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, patience=patience, seed=derive_seed(seed, "train"), n_threads=n_threads,
-        device=device, progress=progress, description=description,
-    )  # fmt: skip
+def logit_score(logits: Tensor, score: str) -> Tensor:
+    """Outlier score of a net's logits, higher = rarer: ``logit`` (one output: the discriminator's),
+    ``msp`` :math:`-\\max_k p_k`, ``kl`` :math:`-\\mathrm{KL}(\\mathcal U \\Vert p)`."""
+    if score == "logit":
+        return logits[:, 0]
+    if score not in OE_SCORES:
+        raise RareflowError(f"classifier score must be one of {', '.join(OE_SCORES)}, got {score!r}")
+    return -torch.softmax(logits, -1).max(-1).values if score == "msp" else -kl_uniform(logits)
 
 
-def _init_net(d_in: int, d_out: int, hidden: Sequence[int], dropout: float, seed: int, X_in: np.ndarray) -> MLP:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "init"))
-        net = MLP(d_in, d_out, hidden, dropout)
-    net.fit_scaling(X_in)
-    return net
-
-
-def train_discriminator(
-    X_in: np.ndarray,
-    X_out: np.ndarray,
-    *,
-    hidden: Sequence[int] = (128, 128),
-    dropout: float = 0.0,
-    epochs: int = 60,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    patience: int = 8,
-    validation_fraction: float = 0.2,
-    seed: int = 0,
-    n_threads: int | None = None,
-    progress: bool = False,
-    device: str = "cpu",
-) -> tuple[MLP, dict[str, Any]]:
-    """Discriminator inliers (0) vs generated outliers (1), class-balanced BCE; ``(net, history)``."""
+# -- training rows -----------------------------------------------------------------------------
+def discriminator_rows(X_in: np.ndarray, X_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, label, weight)``: inliers 0, outliers 1, each class half of the total weight."""
     X_in, X_out = np.asarray(X_in, dtype=float), np.asarray(X_out, dtype=float)
     if len(X_in) == 0 or len(X_out) == 0:
         raise RareflowError("the discriminator needs both inliers and generated outliers")
     X = np.vstack([X_in, X_out])
     label = np.r_[np.zeros(len(X_in)), np.ones(len(X_out))]
     weight = np.r_[np.full(len(X_in), 0.5 / len(X_in)), np.full(len(X_out), 0.5 / len(X_out))] * len(X)
-    net = _init_net(X.shape[1], 1, hidden, dropout, seed, X_in)
-    hist = _fit(net, discriminator_loss, X, label, weight, seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                weight_decay=weight_decay, patience=patience, validation_fraction=validation_fraction,
-                n_threads=n_threads, progress=progress, description="discriminator", label_dtype=torch.float32,
-                device=device)  # fmt: skip
-    return net, hist
+    return X, label, weight
 
 
-def train_oe_classifier(
-    X_in: np.ndarray,
-    y_in: np.ndarray,
-    X_out: np.ndarray | None = None,
-    *,
-    beta: float = 0.5,
-    n_classes: int | None = None,
-    hidden: Sequence[int] = (128, 128),
-    dropout: float = 0.0,
-    epochs: int = 60,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    patience: int = 8,
-    validation_fraction: float = 0.2,
-    seed: int = 0,
-    n_threads: int | None = None,
-    progress: bool = False,
-    device: str = "cpu",
-) -> tuple[MLP, dict[str, Any]]:
-    """``K``-class classifier of inlier classes ``y_in`` (0..K-1) with outlier exposure on ``X_out``.
-
-    ``X_out=None`` or ``beta=0``: the plain classifier (baseline). Returns ``(net, history)``.
-    """
+def oe_rows(
+    X_in: np.ndarray, y_in: np.ndarray, X_out: np.ndarray | None, beta: float, n_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """``(rows, label, K, use_outliers)``: inliers labelled 0..K-1, outliers -1 (only when ``beta > 0``)."""
     X_in = np.asarray(X_in, dtype=float)
     y_in = np.asarray(y_in).astype(np.int64)
     K = int(n_classes or (y_in.max() + 1))
@@ -187,16 +122,61 @@ def train_oe_classifier(
         raise RareflowError(f"outlier exposure needs >= 2 inlier classes labelled 0..K-1; got labels {np.unique(y_in)}")
     use_out = X_out is not None and len(X_out) > 0 and beta > 0
     X = np.vstack([X_in, np.asarray(X_out, dtype=float)]) if use_out else X_in
-    label = np.r_[y_in, -np.ones(len(X) - len(X_in), dtype=np.int64)]
-    net = _init_net(X.shape[1], K, hidden, dropout, seed, X_in)
-    hist = _fit(net, oe_loss(beta if use_out else 0.0), X, label, None, seed, epochs=epochs, batch_size=batch_size,
-                lr=lr, weight_decay=weight_decay, patience=patience, validation_fraction=validation_fraction,
-                n_threads=n_threads, progress=progress, description="OE classifier" if use_out else "classifier",
-                label_dtype=torch.int64, device=device)  # fmt: skip
-    return net, hist
+    return X, np.r_[y_in, -np.ones(len(X) - len(X_in), dtype=np.int64)], K, use_out
 
 
-# -- scores ------------------------------------------------------------------------------------
+def new_net(d_in: int, d_out: int, hidden: Sequence[int], X_in: np.ndarray, dropout: float = 0.0) -> MLP:
+    """An :class:`MLP` standardising its inputs with the inliers' mean / std (seed torch's RNG first)."""
+    net = MLP(d_in, d_out, hidden, dropout)
+    net.fit_scaling(np.asarray(X_in, dtype=float))
+    return net
+
+
+# -- training (arrays in, net out) ---------------------------------------------------------------
+def _fit(d_out: int, loss_fn: Callable[[nn.Module, Batch], Tensor], X: np.ndarray, label: np.ndarray,
+         weight: np.ndarray | None, X_in: np.ndarray, hidden: Sequence[int], dropout: float, seed: int | None,
+         settings: dict[str, Any], description: str) -> tuple[MLP, dict[str, Any]]:  # fmt: skip
+    """A new net trained by :func:`fit_model` under the seed keys of :mod:`rareflow.training.seeds`."""
+    config: TrainConfig = train_config(settings, DEFAULTS)
+    with seeded(child_seed(seed, INIT)):
+        net = new_net(X.shape[1], d_out, hidden, X_in, dropout)
+    label = np.asarray(label, dtype=np.float32)
+    tr, va = split_indices(len(X), config.validation_fraction, child_seed(seed, SPLIT))
+    history = fit_model(net, loss_fn, make_batch(X, tr, label, weight), make_batch(X, va, label, weight), config,
+                        seed=child_seed(seed, TRAIN), description=description)  # fmt: skip
+    return net, history
+
+
+def train_discriminator(
+    X_in: np.ndarray, X_out: np.ndarray, *, hidden: Sequence[int] = (128, 128), dropout: float = 0.0,
+    seed: int | None = 0, **training: Any,
+) -> tuple[MLP, dict[str, Any]]:  # fmt: skip
+    """Discriminator inliers (0) vs generated outliers (1), class-balanced BCE; ``(net, history)``.
+
+    ``training``: :class:`~rareflow.training.TrainConfig` fields (``epochs``, ``lr``, ``device``,
+    ...) over :data:`DEFAULTS`.
+    """
+    X, label, weight = discriminator_rows(X_in, X_out)
+    return _fit(1, discriminator_loss, X, label, weight.astype(np.float32), np.asarray(X_in, dtype=float), hidden,
+                dropout, seed, training, "discriminator")  # fmt: skip
+
+
+def train_oe_classifier(
+    X_in: np.ndarray, y_in: np.ndarray, X_out: np.ndarray | None = None, *, beta: float = 0.5,
+    n_classes: int | None = None, hidden: Sequence[int] = (128, 128), dropout: float = 0.0, seed: int | None = 0,
+    **training: Any,
+) -> tuple[MLP, dict[str, Any]]:  # fmt: skip
+    """``K``-class classifier of inlier classes ``y_in`` (0..K-1) with outlier exposure on ``X_out``.
+
+    ``X_out=None`` or ``beta=0``: the plain classifier (baseline). ``training``: as
+    :func:`train_discriminator`. Returns ``(net, history)``.
+    """
+    X, label, K, use_out = oe_rows(X_in, y_in, X_out, beta, n_classes)
+    return _fit(K, oe_loss(beta if use_out else 0.0), X, label, None, np.asarray(X_in, dtype=float), hidden, dropout,
+                seed, training, "OE classifier" if use_out else "classifier")  # fmt: skip
+
+
+# -- scores of a trained net -------------------------------------------------------------------
 def _logits(net: nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     net.eval()
     p = next(net.parameters())
@@ -212,10 +192,7 @@ def classifier_score(net: nn.Module, X: np.ndarray, score: str = "msp") -> np.nd
     """``msp``: :math:`-\\max_k p_k`; ``kl``: :math:`-\\mathrm{KL}(\\mathcal U \\Vert p)`; higher = rarer."""
     if score not in OE_SCORES:
         raise RareflowError(f"classifier score must be one of {', '.join(OE_SCORES)}, got {score!r}")
-    logits = torch.as_tensor(_logits(net, X))
-    if score == "msp":
-        return -torch.softmax(logits, -1).max(-1).values.numpy()
-    return -kl_uniform(logits).numpy()
+    return logit_score(torch.as_tensor(_logits(net, X)), score).double().numpy()
 
 
 def predict_classes(net: nn.Module, X: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ trained with that purpose, so keys are defined here once):
   dequantisation, synthetic corruptions);
 * ``SCORE`` (``"score"``) — noise drawn while scoring (e.g. a VAE's ELBO samples), so that scoring
   is deterministic;
-* ``SYNTHETIC`` (``"synthetic"``) — generated training rows (selfsup-flow's synthetic R set).
+* ``SYNTHETIC`` (``"synthetic"``) — generated training rows (selfsup-flow's synthetic R set, outlier-exposure's
+  generated outliers; outlier-exposure also derives ``"flow"`` and ``"clusters"``, see its module).
 
 ``random_state=None`` stays None (:func:`child_seed`): torch and numpy then draw fresh entropy, and
 two fits differ. The one exception is ``SCORE``, where a None seed uses ``derive_seed(0, SCORE)``
