@@ -19,7 +19,10 @@ negative ELBO with a unit-variance Gaussian decoder,
 
 Scores: ``mse`` (reconstruction of the posterior mean; default) or ``elbo`` (the negative ELBO
 averaged over ``elbo_samples`` draws with a fixed seed, so scoring is deterministic). Training
-goes through the one loop of :mod:`rareflow.training` (:class:`TorchDetector`).
+goes through the one loop of :mod:`rareflow.training` (:class:`TorchDetector`) under the same
+divergence rules as the flows (:mod:`rareflow.training.guards`): a reconstruction loss that turns
+NaN/inf or explodes (``lr=10`` drives it to :math:`10^{18}` while it stays finite) ends the fit
+with one line, or with ``on_divergence="keep"`` a warning and the best weights before it.
 """
 
 from __future__ import annotations

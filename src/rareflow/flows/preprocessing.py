@@ -1,4 +1,4 @@
-"""Preprocessing stored inside every torch model: dequantise -> log -> robust standardisation.
+"""Preprocessing stored inside every torch model: dequantise -> log -> robust standardisation -> soft clip.
 
 The map :math:`u = T(x)` is applied column by column, in this order:
 
@@ -23,11 +23,21 @@ The map :math:`u = T(x)` is applied column by column, in this order:
    name.
 3. **Robust standardisation**: :math:`u = (w - \\mathrm{median}) / s` with
    :math:`s = \\mathrm{IQR} / 1.349` (equal to :math:`\\sigma` for a Gaussian), falling back to
-   the standard deviation, then 1, for columns whose IQR vanishes.
+   the central 90% and 98% ranges (scaled the same way), the standard deviation, then 1, for
+   columns whose IQR vanishes.
+4. **Soft clip of the tails** (:mod:`rareflow.flows.tails`): :math:`y = \\mathrm{sc}_c(u)` is
+   the identity for :math:`|u| \\le c` and :math:`\\operatorname{sign}(u)(c +
+   \\operatorname{asinh}(|u| - c))` beyond, with :math:`c` = ``tail_bound`` (default 10 robust
+   standard deviations, about 7 IQR from the median). Well-behaved columns are untouched (a
+   Gaussian column has :math:`10^{-23}` of its mass beyond 10 sigma); heavy-tailed ones (Cauchy,
+   values :math:`10^4` IQR out, gross outliers) are brought within :math:`c + \\log 2|u|`, so the
+   flow never sees inputs that overflow its couplings. Models saved before this step store no
+   bound and keep the identity.
 
 The log-Jacobian of the map is
 
-.. math:: \\log |\\det J_T(x)| = \\sum_{j \\in \\text{log}} -\\log v_j \\; - \\sum_j \\log s_j ,
+.. math:: \\log |\\det J_T(x)| = \\sum_{j \\in \\text{log}} -\\log v_j \\; - \\sum_j \\log s_j
+          \\; - \\sum_j \\tfrac12 \\log\\bigl(1 + (|u_j| - c)_+^2\\bigr),
 
 (dequantisation is a shift and adds nothing), so a flow's :math:`\\log p_U(T(x))` plus this term
 is the density in the **original** feature space. :meth:`Preprocessor.inverse` is the exact
@@ -38,6 +48,8 @@ buffers, so they travel with ``state_dict`` and are saved as plain arrays.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,20 +59,23 @@ from scipy import stats
 from torch import Tensor, nn
 
 from rareflow.errors import RareflowError
+from rareflow.flows.tails import soft_clip, soft_clip_inverse
 
 IQR_TO_SIGMA = 1.3489795003921634  # IQR of N(0, 1)
 DEFAULT_SKEW_THRESHOLD = 1.0
 DEFAULT_ATOM_FRACTION = 0.02
+DEFAULT_TAIL_BOUND = 10.0  # robust standard deviations; see rareflow.flows.tails
 
 
 class Preprocessor(nn.Module):
-    """Column-wise ``dequantise -> log -> robust standardise`` with its exact log-Jacobian.
+    """Column-wise ``dequantise -> log -> robust standardise -> soft clip`` with its exact log-Jacobian.
 
     Build a fitted one with :meth:`fit`; an unfitted ``Preprocessor(n_features)`` is the
     identity (used to rebuild a model before ``load_state_dict``).
     """
 
-    optional_state = ("atom_mask", "atom_value", "atom_width")  # files saved before atoms lack them
+    # files saved before atoms / the soft clip lack these buffers
+    optional_state = ("atom_mask", "atom_value", "atom_width", "tail_bound")
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
@@ -73,6 +88,7 @@ class Preprocessor(nn.Module):
         self.register_buffer("log_floor", torch.full((n_features,), 1e-30, dtype=torch.float64))
         self.register_buffer("center", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_features, dtype=torch.float64))
+        self.register_buffer("tail_bound", torch.full((n_features,), math.inf, dtype=torch.float64))  # inf: no clip
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
@@ -85,13 +101,15 @@ class Preprocessor(nn.Module):
         standardize: bool = True,
         skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
         atom_fraction: float = DEFAULT_ATOM_FRACTION,
+        tail_bound: float | None = DEFAULT_TAIL_BOUND,
     ) -> "Preprocessor":
         """Fit on training rows ``X`` (n, d).
 
         ``log_features`` / ``dequantize``: ``None`` = automatic (positive and skewed /
         integer-valued columns), ``False`` = none, ``True`` = every eligible column (positive /
         integer-valued), or a list of column names or indices. Named log columns must be positive on the training data.
-        Atoms (module doc) are dequantised unless ``dequantize=False``.
+        Atoms (module doc) are dequantised unless ``dequantize=False``. ``tail_bound``: the soft
+        clip's :math:`c` in robust standard deviations (``None``: no clip; needs ``standardize``).
         """
         X = np.asarray(X, dtype=np.float64)
         n, d = X.shape
@@ -120,13 +138,10 @@ class Preprocessor(nn.Module):
         if standardize:
             W = np.where(logm, np.log(np.maximum(V, pre.log_floor.numpy())), V)
             med = np.median(W, axis=0)
-            q75, q25 = np.percentile(W, [75, 25], axis=0)
-            scale = (q75 - q25) / IQR_TO_SIGMA
-            std = W.std(axis=0)
-            scale = np.where(scale > 1e-12 * np.maximum(np.abs(med), 1.0), scale, std)
-            scale = np.where(scale > 0, scale, 1.0)
             pre.center.copy_(torch.as_tensor(med))
-            pre.scale.copy_(torch.as_tensor(scale))
+            pre.scale.copy_(torch.as_tensor(_robust_scale(W, med)))
+            if tail_bound is not None:
+                pre.tail_bound.fill_(_check_bound(tail_bound))
         return pre
 
     # -- maps ------------------------------------------------------------------------------------
@@ -155,11 +170,17 @@ class Preprocessor(nn.Module):
         else:
             w = v
         u = (w - self.center.to(dt)) / self.scale.to(dt)
-        return u, ladj - torch.log(self.scale.to(dt)).sum()
+        ladj = ladj - torch.log(self.scale.to(dt)).sum()
+        if bool(torch.isfinite(self.tail_bound).any()):
+            u, ladj_clip = soft_clip(u, self.tail_bound)
+            ladj = ladj + ladj_clip
+        return u, ladj
 
     def inverse(self, u: Tensor) -> Tensor:
         """Exact inverse of :meth:`forward` in evaluation mode (continuous values)."""
         dt = u.dtype
+        if bool(torch.isfinite(self.tail_bound).any()):
+            u = soft_clip_inverse(u, self.tail_bound)
         w = u * self.scale.to(dt) + self.center.to(dt)
         v = torch.where(self.log_mask, torch.exp(w), w)
         if bool(self.atom_mask.any()):  # the band beside an atom maps back to the atom
@@ -182,10 +203,30 @@ class Preprocessor(nn.Module):
         }
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
-        # models saved before atoms existed: no atom buffers = no atoms
+        # models saved before atoms / the soft clip existed: no atoms, no clip (identity)
         for name in ("atom_mask", "atom_value", "atom_width"):
             state_dict.setdefault(prefix + name, getattr(self, name).detach().clone().zero_())
+        state_dict.setdefault(prefix + "tail_bound", torch.full_like(self.tail_bound, math.inf))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _robust_scale(W: np.ndarray, med: np.ndarray) -> np.ndarray:
+    """Per-column spread in Gaussian-sigma units: IQR / 1.349, else the central 90% range / 3.290,
+    else the central 98% range / 4.653, else the standard deviation, else 1 (columns whose robust
+    ranges vanish: a point mass plus a few far values must not be scaled by those values first)."""
+    tiny = 1e-12 * np.maximum(np.abs(med), 1.0)
+    scale = np.zeros(W.shape[1])
+    for lo, hi, width in ((25, 75, IQR_TO_SIGMA), (5, 95, 3.2897072539029435), (1, 99, 4.652695748081683)):
+        q_lo, q_hi = np.percentile(W, [lo, hi], axis=0)
+        scale = np.where(scale > tiny, scale, (q_hi - q_lo) / width)
+    scale = np.where(scale > tiny, scale, W.std(axis=0))
+    return np.where(scale > 0, scale, 1.0)
+
+
+def _check_bound(bound: float) -> float:
+    if not (isinstance(bound, (int, float)) and not isinstance(bound, bool) and math.isfinite(bound) and bound > 0):
+        raise RareflowError(f"tail_bound must be a positive number of robust standard deviations (or None), got {bound!r:.40}")
+    return float(bound)
 
 
 def _no_atoms(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +262,8 @@ def _integer_columns(X: np.ndarray) -> np.ndarray:
 def _skewed_positive_columns(V: np.ndarray, threshold: float) -> np.ndarray:
     """Strictly positive columns with sample skewness above ``threshold``."""
     positive = V.min(axis=0) > 0
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: "precision loss" in scipy
         skew = np.nan_to_num(stats.skew(V, axis=0), nan=0.0)
     return positive & (skew > threshold)
 

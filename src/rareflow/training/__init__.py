@@ -4,6 +4,7 @@
 * :mod:`~rareflow.training.loop` — the one loop :func:`train` and :func:`fit_model` (with a
   :class:`TrainConfig` and the divergence policy);
 * :mod:`~rareflow.training.divergence` — :class:`TrainingDiverged` and ``on_divergence``;
+* :mod:`~rareflow.training.guards` — bad-batch guards (skip NaN/inf/exploded batches, bounded);
 * :mod:`~rareflow.training.config` — :class:`TrainConfig` (validated training settings);
 * :mod:`~rareflow.training.device` — :func:`resolve_device`, :func:`torch_threads`;
 * :mod:`~rareflow.training.seeds` — the fixed seed keys and :func:`seeded` RNG blocks;

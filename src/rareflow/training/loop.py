@@ -10,8 +10,10 @@ of a one-class flow, an autoencoder's reconstruction error and the self-supervis
 * gradient-norm clipping,
 * early stopping on the validation loss (``patience`` epochs without improvement) and the best
   weights restored at the end,
-* a NaN/inf guard: a non-finite loss or gradient restores the best weights so far and raises
-  :class:`~rareflow.training.divergence.TrainingDiverged` carrying the history,
+* bad-batch guards (:mod:`~rareflow.training.guards`): a batch with a NaN/inf or exploded loss
+  or a NaN/inf gradient is skipped a bounded number of times (``skipped_batches`` in the
+  history); beyond that the best weights so far are restored and
+  :class:`~rareflow.training.divergence.TrainingDiverged` carrying the history is raised,
 * ``torch.set_num_threads`` for the duration (``n_threads``) and a rich progress bar.
 
 :func:`fit_model` runs it with a :class:`~rareflow.training.config.TrainConfig` under the
@@ -34,6 +36,7 @@ from rareflow.training.batch import Batch
 from rareflow.training.config import TrainConfig
 from rareflow.training.device import resolve_device, torch_threads
 from rareflow.training.divergence import TrainingDiverged, apply_policy, diverged_message
+from rareflow.training.guards import BatchGuard, grad_norm, max_skips
 from rareflow.training.seeds import seeded
 
 SCHEDULES = ("cosine", "plateau", "none")
@@ -95,7 +98,7 @@ def train(
     data); its weights are loaded at the end. ``val_loss_fn`` (default ``loss_fn``) is the
     validation criterion. History keys: ``train_loss``, ``val_loss``, ``lr`` (per epoch),
     ``best_epoch`` (0 = initial weights), ``best_loss``, ``epochs_run``, ``stopped_early``,
-    ``diverged``, ``seconds``, ``samples_per_second``.
+    ``diverged``, ``skipped_batches``, ``seconds``, ``samples_per_second``.
     """
     if schedule not in SCHEDULES:
         raise RareflowError(f"unknown lr schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
@@ -173,6 +176,8 @@ class _Run:
             "train_loss": [], "val_loss": [], "lr": [], "best_epoch": 0, "best_loss": math.inf,
             "epochs_run": 0, "stopped_early": False, "diverged": False, "seconds": 0.0, "samples_per_second": 0.0,
         }  # fmt: skip
+        self.guard = BatchGuard(max_skips(opts["epochs"] * self.steps))
+        self.history["skipped_batches"] = 0
         self.best_state, self.best, self.bad = _clone_state(model), math.inf, 0
         self.t0, self.seen = time.perf_counter(), 0
 
@@ -191,27 +196,34 @@ class _Run:
             batch = self.train_data.index(perm[step * self.batch_size : (step + 1) * self.batch_size])
             loss = self.loss_fn(self.model, batch)
             value = float(loss.detach())
-            if not math.isfinite(value):
-                raise self.diverge(epoch, "loss", value)
+            if (what := self.guard.bad_loss(value)) is not None:
+                self.skip(epoch, what, value)
+                continue
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            clip = self.o["clip_grad"]
-            if clip is not None and clip > 0:
-                norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
-                if not math.isfinite(norm):
-                    raise self.diverge(epoch, "gradient norm", norm)
+            norm = grad_norm(self.params, self.o["clip_grad"])
+            if (what := self.guard.bad_grad(norm)) is not None:
+                self.skip(epoch, what, norm)
+                continue
             self.opt.step()
             if self.cosine is not None:
                 self.cosine.step()
             w = batch.total_weight()
             total, weight, self.seen = total + value * w, weight + w, self.seen + len(batch)
-        return total / weight
+        return total / weight if weight > 0 else math.nan
+
+    def skip(self, epoch: int, what: str, value: float) -> None:
+        """A bad batch (no optimiser step); a divergence once the guard's limits are reached."""
+        ok = self.guard.skip()
+        self.history["skipped_batches"] = self.guard.skipped
+        if not ok:
+            raise self.diverge(epoch, what, value)
 
     def record(self, epoch: int, train_loss: float, val_loss: float | None) -> float:
         """Book-keeping after an epoch; returns the early-stopping metric."""
         metric = val_loss if val_loss is not None else train_loss
-        if not math.isfinite(metric):
-            raise self.diverge(epoch, "validation loss", metric)
+        if (what := self.guard.bad_metric(metric)) is not None:
+            raise self.diverge(epoch, what, metric)
         if self.plateau is not None:
             self.plateau.step(metric)
         h = self.history
