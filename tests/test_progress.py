@@ -27,7 +27,8 @@ def test_lines_without_a_terminal_only_for_the_outermost_progress(capsys, monkey
                 inner.update(t, advance=2, info="loss 1.0")
             outer.advance(task)
     err = capsys.readouterr().err.splitlines()
-    assert err[0].endswith("compare 0/3 step 0") and err[-1].endswith("compare 3/3 step 2")
+    assert err[0].endswith("compare 0/3 step 0") and err[-1].endswith("compare 3/3")
+    assert any("compare 1/3 step 1 (~" in line for line in err)  # the step starting now, then the time left
     assert any("left)" in line for line in err) and not any("epochs" in line for line in err)
 
 

@@ -90,12 +90,12 @@ class LineProgress:
             t["info"] = info
         if visible is not None:
             t["visible"] = visible
-        self._maybe_print(t)
+        self._maybe_print(t, with_info=info is not None)
 
     def advance(self, task: int, advance: float = 1) -> None:
         self.update(task, advance=advance)
 
-    def _maybe_print(self, t: dict[str, Any]) -> None:
+    def _maybe_print(self, t: dict[str, Any], with_info: bool) -> None:
         if not (self.outer and t["visible"]):
             return
         now = time.monotonic()
@@ -103,16 +103,17 @@ class LineProgress:
         if t["last"] is not None and not done and now - t["last"] < self.interval:
             return
         t["last"] = now
-        print(self._line(t, now), file=sys.stderr, flush=True)
+        print(self._line(t, now, with_info), file=sys.stderr, flush=True)
 
     @staticmethod
-    def _line(t: dict[str, Any], now: float) -> str:
+    def _line(t: dict[str, Any], now: float, with_info: bool = True) -> str:
+        """The info names the step starting now (``update(info=...)``); a bare advance prints the count."""
         elapsed = now - t["start"]
         count = f" {t['completed']:g}/{t['total']:g}" if t["total"] else ""
         left = ""
         if t["total"] and 0 < t["completed"] < t["total"]:
             left = f" (~{_clock(elapsed / t['completed'] * (t['total'] - t['completed']))} left)"
-        info = f" {t['info']}" if t["info"] else ""
+        info = f" {t['info']}" if t["info"] and with_info else ""
         return f"[{_clock(elapsed)}] {t['description']}{count}{info}{left}"
 
 
