@@ -21,7 +21,8 @@ class _Strict(BaseModel):
 
 
 class SimulateConfig(_Strict):
-    """Arguments of the built-in simulator (``source: simulate``)."""
+    """Arguments of the built-in simulator (``source: simulate``). ``n_events`` valid events
+    (>= 3 pixels after cleaning): the simulator draws showers until it has them."""
 
     n_events: int = Field(default=20000, gt=0)
     rare_fraction: float = Field(default=0.5, gt=0, lt=1)

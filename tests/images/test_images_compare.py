@@ -37,7 +37,7 @@ def test_compare_on_simulated_images_writes_the_gallery(tmp_path) -> None:
     for m in ("conv-autoencoder", "fastflow"):
         assert (out / f"gallery_{m}.png").stat().st_size > 10_000
     html = (out / "report.html").read_text()
-    assert "highest-scoring test images" in html and html.count("data:image/png;base64") == 5
+    assert "highest-scoring test images" in html and html.count("data:image/png;base64") == 7  # 5 plots + 2 galleries
     scores = pd.read_parquet(out / "scores.parquet")
     # same events, same split for every method
     rows = scores.groupby("method")["row"].apply(lambda r: tuple(sorted(r)))
