@@ -1,11 +1,11 @@
-# rareflow: the two fresh-machine commands are `make demo` and `make test` (each sets up .venv first).
+# rareflow: the two fresh-machine commands are `make demo` (~4.5 min on 2 busy cores) and `make test` (each sets up .venv first).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,iact,dask
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs-figures clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Re-run the commands behind the README/docs tables and rewrite the marked blocks (long: ~1-2 h on
+# 2 cores; `$(BIN)/python scripts/docs_figures.py demo` for one job, `--list` for the jobs).
+docs-figures: $(STAMP)
+	$(BIN)/python scripts/docs_figures.py $(JOBS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -263,7 +263,10 @@ def test_is_valid_tables_by_design(tmp_path: Path, capsys) -> None:
 def test_tour_simulate_train_score(tmp_path: Path) -> None:
     """README tour: simulate -> train gbdt -> score, as written (no --drop-nonfinite needed)."""
     ev, model, scores = tmp_path / "events.parquet", tmp_path / "gbdt.rfm", tmp_path / "scores.parquet"
-    assert main(["simulate", "--n-events", "400", "--out", str(ev), "-q"]) == 0
+    assert main(["simulate", "--n-events", "400", "--out", str(tmp_path / "valid.parquet"), "-q"]) == 0
+    assert pd.read_parquet(tmp_path / "valid.parquet")["is_valid"].all()  # the default keeps valid events only
+    # --keep all writes every thrown shower: the chain must handle the flagged rows too
+    assert main(["simulate", "--n-events", "400", "--keep", "all", "--out", str(ev), "-q"]) == 0
     assert (~pd.read_parquet(ev)["is_valid"]).any()  # the table does hold flagged rows
     assert main(["train", "gbdt", "--data", str(ev), "--out", str(model), "-q"]) == 0
     assert main(["score", "--model", str(model), "--data", str(ev), "--out", str(scores), "-q"]) == 0

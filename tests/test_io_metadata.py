@@ -11,7 +11,7 @@ from rareflow.io.metadata import read_simulation, validate_particle, write_parqu
 
 
 def test_simulation_record_survives_write_read(tmp_path):
-    sim = simulate_events(300, rare_fraction=0.4, seed=3, muon_fraction=0.05, source="point")
+    sim = simulate_events(300, rare_fraction=0.4, seed=3, muon_fraction=0.05, source="point", keep="all")
     rec = sim.simulation
     counts = sim.table["label"].value_counts()
     # thrown showers = every simulated event of the particle, valid (>= 3 pixels) or not
@@ -55,5 +55,9 @@ def test_cli_simulate_writes_the_record(tmp_path):
     out = tmp_path / "sim.parquet"
     assert main(["simulate", "--n-events", "120", "--rare-fraction", "0.5", "--out", str(out), "--seed", "1", "-q"]) == 0
     rec = read_simulation(out)
-    labels = pd.read_parquet(out)["label"].value_counts()
-    assert rec["seed"] == 1 and rec["particles"]["gamma"]["n_showers"] == labels["gamma"] == 60
+    table = pd.read_parquet(out)
+    labels = table["label"].value_counts()
+    # the CLI keeps valid events only: 60 valid gammas, drawn from more thrown showers (all counted)
+    assert table["is_valid"].all() and rec["kept"] == "valid"
+    g = rec["particles"]["gamma"]
+    assert rec["seed"] == 1 and g["n_valid"] == labels["gamma"] == 60 and g["n_showers"] > 60

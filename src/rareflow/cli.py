@@ -92,7 +92,7 @@ def methods(threads: int = THREADS) -> None:
 
 @app.command()
 def simulate(
-    n_events: int = typer.Option(20000, "--n-events", min=1, help="Number of events to simulate."),
+    n_events: int = typer.Option(20000, "--n-events", min=1, help="Number of events to write (valid ones, unless --keep all)."),
     rare_fraction: float = typer.Option(0.5, "--rare-fraction", min=0.0, max=1.0, help="Fraction of gamma events."),
     out: Path = typer.Option(..., "--out", help="Output Parquet table (Hillas parameters + label + truth)."),
     images_out: Optional[Path] = typer.Option(None, "--images-out", help="Also write the camera images (.npz)."),
@@ -100,6 +100,10 @@ def simulate(
     muon_fraction: float = typer.Option(0.02, "--muon-fraction", min=0.0, max=1.0, help="Fraction of muon events."),
     source: str = typer.Option("point", "--source", help="Gamma source: point | diffuse."),
     dead_pixel_fraction: float = typer.Option(0.0, "--dead-pixel-fraction", min=0.0, max=0.99, help="Fraction of dead pixels."),
+    keep: str = typer.Option(
+        "valid", "--keep", help="valid: draw showers until --n-events are valid (>= 3 pixels after cleaning; thrown "
+        "showers counted in the metadata); all: --n-events thrown showers, invalid ones with NaN parameters."
+    ),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -107,14 +111,16 @@ def simulate(
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
     seed_value = _setup(seed, quiet, threads)
     _distinct_outputs(out, {"--images-out": images_out, "--plots": plots})
-    from rareflow.iact.simulate import save_images, simulate_events
+    from rareflow.iact.simulate import save_images, simulate_events, simulation_summary
     from rareflow.io.metadata import write_parquet
 
     if source not in ("point", "diffuse"):
         raise RareflowError(f"--source {short_repr(source)}: use point or diffuse")
+    if keep not in ("valid", "all"):
+        raise RareflowError(f"--keep {short_repr(keep)}: use valid or all")
     sim = simulate_events(
         n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source,
-        dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None,
+        dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None, keep=keep,
     )
     write_parquet(sim.table, out, simulation=sim.simulation)  # + what was simulated (sensitivity weights)
     if images_out is not None:
@@ -123,7 +129,7 @@ def simulate(
         from rareflow.iact.sim_plots import write_simulation_plots
 
         write_simulation_plots(sim.table, sim.images, sim.camera, plots, seed_value)
-    _echo(f"wrote {len(sim.table)} events to {out}", quiet)
+    _echo(f"wrote {len(sim.table)} events to {out}: {simulation_summary(sim.table, sim.simulation)}", quiet)
 
 
 @app.command()

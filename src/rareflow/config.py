@@ -21,7 +21,8 @@ class _Strict(BaseModel):
 
 
 class SimulateConfig(_Strict):
-    """Arguments of the built-in simulator (``source: simulate``)."""
+    """Arguments of the built-in simulator (``source: simulate``). ``n_events`` valid events
+    (>= 3 pixels after cleaning): the simulator draws showers until it has them."""
 
     n_events: int = Field(default=20000, gt=0)
     rare_fraction: float = Field(default=0.5, gt=0, lt=1)
@@ -185,8 +186,35 @@ class MethodConfig(_Strict):
         return self.label or self.name
 
 
+#: Training budget of the default experiment's torch methods (`make demo`: 3 seeds x 6 methods on
+#: 20k simulated valid events, 8k fitting rows per seed), sized to finish in a few minutes on 2
+#: cores. Measured on the training/validation split of seed 0 (not on test figures): at these
+#: sizes (4 couplings of 64 x 64) the flows' validation loss falls steeply for ~20 epochs and then
+#: slowly (flow-classifier 10.8 at epoch 20, 9.1 at the cap of 60, 7.6 after 100 epochs; the
+#: one-class flow 5.8 / 3.7 / 2.0); selfsup-flow and nn-classifier stop early (patience 10) before
+#: the cap. The cap trades that last slow gain for time: the demo shows the comparison, the MAGIC
+#: study (examples/magic_rare_flows.yaml) trains the full-size models to convergence.
+_DEMO_TRAINING: dict[str, Any] = {"epochs": 60, "patience": 10, "batch_size": 256}
+_DEMO_FLOW: dict[str, Any] = {"transforms": 4, "hidden": [64, 64]}
+
+
 def _default_methods() -> list[MethodConfig]:
-    return [MethodConfig(name=n) for n in ("gbdt", "mahalanobis", "power-mahalanobis", "iforest")]
+    """The seeds' comparison: normalizing flows vs an autoencoder, one-class vs two-class, with the
+    supervised classifiers as references. Every one-class method names its ``fit_on`` in its label."""
+    t = _DEMO_TRAINING
+    return [
+        MethodConfig(name="flow-classifier", label="flow-classifier (two-class, ensemble 1)",
+                     params={"ensemble": 1, **_DEMO_FLOW, "training": t}),
+        MethodConfig(name="selfsup-flow", label="selfsup-flow (two-class, fit_on bulk)",
+                     params={"fit_on": "bulk", "warmup_epochs": 5, **_DEMO_FLOW, "training": t}),
+        MethodConfig(name="flow", label="flow (one-class, fit_on rare)",
+                     params={"fit_on": "rare", **_DEMO_FLOW, "training": t}),
+        MethodConfig(name="autoencoder", label="autoencoder (one-class, fit_on rare)",
+                     params={"fit_on": "rare", "training": t}),
+        MethodConfig(name="nn-classifier", label="nn-classifier (supervised)",
+                     params={"hidden": [128, 128], "training": t}),
+        MethodConfig(name="gbdt", label="gbdt (supervised reference)"),
+    ]  # fmt: skip
 
 
 class ExperimentConfig(_Strict):

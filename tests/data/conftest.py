@@ -29,5 +29,6 @@ def simtel_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def small_sim() -> SimulationResult:
-    """A small simulated sample with images, shared by several tests."""
-    return simulate_events(3000, 0.5, seed=11, muon_fraction=0.1, return_images=True)
+    """A small simulated sample with images, shared by several tests: every thrown shower kept
+    (keep="all"), so the invalid (< 3 pixels) events are there to be checked too."""
+    return simulate_events(3000, 0.5, seed=11, muon_fraction=0.1, return_images=True, keep="all")

@@ -95,7 +95,7 @@ def test_gbdt_auc_in_realistic_band() -> None:
     from sklearn.model_selection import train_test_split
     from threadpoolctl import threadpool_limits
 
-    t = simulate_events(20000, 0.5, seed=0).table
+    t = simulate_events(20000, 0.5, seed=0, keep="all").table  # the calibration: 20k thrown showers
     v = t[t.is_valid & t.label.isin(["gamma", "proton"])]
     x = v[HILLAS_COLUMNS].to_numpy()
     y = (v.label == "gamma").to_numpy()

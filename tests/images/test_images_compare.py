@@ -39,7 +39,8 @@ def test_compare_on_simulated_images_writes_the_gallery(tmp_path) -> None:
     html = (out / "report.html").read_text()
     energy = [p for p in ("efficiency_vs_energy.png", "sensitivity_vs_energy.png") if (out / p).exists()]
     assert energy and doc["per_bin"]["column"] == "true_energy"  # the energy section (issue 17) is on by default
-    assert "highest-scoring test images" in html and html.count("data:image/png;base64") == 5 + len(energy)
+    # 5 plots (ROC, Q, scores, efficiency vs threshold, purity) + 2 galleries + the energy figures
+    assert "highest-scoring test images" in html and html.count("data:image/png;base64") == 7 + len(energy)
     scores = pd.read_parquet(out / "scores.parquet")
     # same events, same split for every method
     rows = scores.groupby("method")["row"].apply(lambda r: tuple(sorted(r)))

@@ -8,7 +8,9 @@ from typing import Any
 from rareflow.atomic import atomic_dir, check_replaceable, write_text_atomic
 from rareflow.config import ExperimentConfig
 from rareflow.io.tables import write_table
+from rareflow.evaluation.cut_plots import efficiency_vs_threshold, purity_plot
 from rareflow.evaluation.plots import q_factor_plot, roc_plot, score_distributions
+from rareflow.evaluation.ranking import method_labels
 from rareflow.evaluation.report import render_report
 from rareflow.evaluation.runner import RunResult, run_experiment
 from rareflow.evaluation.summary import dumps, metrics_document
@@ -41,12 +43,15 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     doc = result_document(result)
     rare = result.dataset["rare_label"]
+    shown = result.scores.assign(method=result.scores["method"].map(method_labels(doc)))  # plots name fit_on
     paths = {
         "metrics": out / "metrics.json",
         "scores": out / "scores.parquet",
-        "roc": roc_plot(result.scores, out / "roc.png", rare),
-        "scores_png": score_distributions(result.scores, out / "score_distributions.png", rare),
-        "q": q_factor_plot(result.scores, out / "q_factor.png"),
+        "roc": roc_plot(shown, out / "roc.png", rare),
+        "scores_png": score_distributions(shown, out / "score_distributions.png", rare),
+        "q": q_factor_plot(shown, out / "q_factor.png"),
+        "efficiency": efficiency_vs_threshold(shown, out / "efficiency_vs_threshold.png"),
+        "purity": purity_plot(shown, out / "purity.png", rare),
     }
     write_table(result.scores, paths["scores"])
     write_text_atomic(paths["metrics"], dumps(doc))
@@ -54,6 +59,8 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
         ("ROC: rare efficiency vs bulk acceptance", paths["roc"]),
         ("Score distributions", paths["scores_png"]),
         ("Quality factor", paths["q"]),
+        ("Efficiency vs threshold", paths["efficiency"]),
+        ("Purity vs rare efficiency", paths["purity"]),
     ]
     from rareflow.evaluation.energy_plots import energy_html, write_energy_plots
 

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from rareflow import __version__
+from rareflow.evaluation.ranking import is_inverted, method_labels, winner
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.86em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.3em .5em;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.best td{background:#eef8ee}
+th{background:#f3f3f3}td.l,th.l{text-align:left}tr.best td{background:#eef8ee}tr.inv td{color:#a33}td{white-space:nowrap}
 .note{background:#fff8e6;border-left:4px solid #e0a800;padding:.5em .8em}.muted{color:#666;font-size:.9em}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 """
@@ -111,18 +112,21 @@ def findings(doc: dict[str, Any]) -> list[str]:
     rare = data.get("rare_label", "rare")
     bulk = ", ".join(data.get("bulk_labels", [])) or "bulk"
     out: list[str] = []
+    labels = method_labels(doc)
     aucs = {m: v.get("auc") for m, v in methods.items() if v.get("auc") is not None}
-    if aucs:
-        best = max(aucs, key=aucs.get)
-        out.append(f"Highest ROC AUC: <b>{html.escape(best)}</b> ({_fmt(aucs[best], methods[best].get('auc_std'))}).")
-    eff = {m: v["rare_efficiency_at_bulk_acceptance"].get("0.01") for m, v in methods.items()}
-    eff = {m: e for m, e in eff.items() if e is not None}
-    if eff:
-        best = max(eff, key=eff.get)
+    best = winner(methods, "auc")
+    if best is not None:
+        out.append(f"Highest ROC AUC: <b>{html.escape(labels[best])}</b> ({_fmt(aucs[best], methods[best].get('auc_std'))}).")
+    elif aucs:
+        out.append("No method beats chance (every ROC AUC ≤ 0.5): there is no winner in this run.")
+    best_eff = winner(methods, lambda v: (v.get("rare_efficiency_at_bulk_acceptance") or {}).get("0.01"))
+    if best_eff is not None:
+        e = methods[best_eff]["rare_efficiency_at_bulk_acceptance"]["0.01"]
         out.append(
-            f"Highest {rare} efficiency at 1% bulk acceptance: <b>{html.escape(best)}</b> ({_fmt(eff[best])})."
+            f"Highest {rare} efficiency at 1% bulk acceptance (among methods above chance): "
+            f"<b>{html.escape(labels[best_eff])}</b> ({_fmt(e)})."
         )
-    low = [m for m, a in aucs.items() if a < 0.5]
+    low = [labels[m] for m, v in methods.items() if is_inverted(v)]
     if low:
         if sc["kind"] == "anomaly" and sc.get("fit_on") == "bulk":
             out.append(
@@ -133,11 +137,15 @@ def findings(doc: dict[str, Any]) -> list[str]:
                 f"on the {rare} class (fit_on: rare) or use two-class methods (the rare scenario)."
             )
         else:
-            out.append(f"{', '.join(map(html.escape, low))} score below chance (AUC &lt; 0.5) here.")
-    if sc["kind"] == "anomaly" and sc.get("fit_on") == "rare" and aucs:
+            out.append(
+                f"{', '.join(map(html.escape, low))} score below chance (AUC &lt; 0.5) here: flagged as "
+                f"<i>inverted</i> in the tables (the score ranks {rare} events lower than {bulk} events), never ranked."
+            )
+    above = [a for a in aucs.values() if a > 0.5]
+    if sc["kind"] == "anomaly" and sc.get("fit_on") == "rare" and above:
         out.append(
-            f"Trained on {rare} events only, the one-class methods select {rare} events against {bulk} with "
-            f"AUC {min(aucs.values()):.2f}–{max(aucs.values()):.2f}: a compact rare class can be modelled directly."
+            f"Trained on {rare} events only, {len(above)} of {len(aucs)} one-class methods select {rare} events "
+            f"against {bulk} with AUC {min(above):.2f}–{max(above):.2f}: a compact rare class can be modelled directly."
         )
     target = doc.get("threshold", {}).get("bulk_acceptance")
     if target and not (sc["kind"] == "anomaly" and sc.get("fit_on") == "rare"):
@@ -149,7 +157,7 @@ def findings(doc: dict[str, Any]) -> list[str]:
         }
         off = {m: a for m, a in drift.items() if a > 2 * target or a < target / 2}
         if off:
-            parts = ", ".join(f"{html.escape(m)} {a:.3g}" for m, a in off.items())
+            parts = ", ".join(f"{html.escape(labels[m])} {a:.3g}" for m, a in off.items())
             out.append(
                 f"The cut chosen on training data for {target:.0%} bulk acceptance does not transfer to the test set "
                 f"for: {parts} (bulk acceptance on test). Use more calibration events or a less over-fitting model."
@@ -157,35 +165,89 @@ def findings(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def _metrics_table(doc: dict[str, Any]) -> str:
-    accs = ["0.01", "0.02", "0.05", "0.1", "0.2"]
+def shows_li_ma(doc: dict[str, Any]) -> bool:
+    """Li & Ma only in the rare scenario: its test rare fraction stands for an observation. The
+    anomaly scenario's balanced test set (50 % rare) is no observation, and a significance computed
+    at that fraction would read as a discovery whatever the AUC."""
+    return doc.get("scenario", {}).get("kind") == "rare"
+
+
+def _row_class(name: str, v: dict[str, Any], best: str | None) -> str:
+    return ' class="inv"' if is_inverted(v) else (' class="best"' if name == best else "")
+
+
+def _kind_cell(v: dict[str, Any]) -> str:
+    kind = html.escape(str(v.get("kind", "?")))  # written by the runner into every result row
+    return f"{kind}<br><b>inverted (AUC &lt; 0.5)</b>" if is_inverted(v) else kind
+
+
+def _main_table(doc: dict[str, Any]) -> str:
+    """What a reader compares first: ranking quality and the working point, one line per method."""
+    li_ma = shows_li_ma(doc)
     head = (
-        "<tr><th class=l>method</th><th class=l>kind</th><th>ROC AUC</th><th>AP</th>"
-        + "".join(f"<th>eff @ {a}</th>" for a in accs)
-        + "<th>Q<sub>max</sub></th><th>eff @ cut</th><th>bulk acc @ cut</th><th>purity @ cut</th>"
-        "<th>Li&amp;Ma σ</th><th class=l>cut rule (set by)</th><th>fit s</th><th>events/s</th></tr>"
+        "<tr><th class=l>method</th><th class=l>kind</th><th>ROC AUC</th><th>AP</th><th>eff @ 1% bulk</th>"
+        "<th>eff @ cut</th><th>bulk acc @ cut</th><th>purity @ cut</th>"
+        + ("<th>Li&amp;Ma σ</th>" if li_ma else "") + "</tr>"
     )
-    best = max(doc["methods"], key=lambda m: doc["methods"][m].get("auc") or -1)
+    labels, best = method_labels(doc), winner(doc["methods"], "auc")
     rows = []
     for name, v in doc["methods"].items():
-        kind = html.escape(str(v.get("kind", "?")))  # written by the runner into every result row
-        rule = html.escape(f"{v.get('threshold_rule', '?')} ({v.get('threshold_source', '?')})")
         eff, eff_s = v.get("rare_efficiency_at_bulk_acceptance", {}), v.get("rare_efficiency_at_bulk_acceptance_std", {})
         cells = [
-            f"<td class=l>{html.escape(name)}</td><td class=l>{kind}</td>",
+            f"<td class=l>{html.escape(labels[name])}</td><td class=l>{_kind_cell(v)}</td>",
             f"<td>{_fmt(v.get('auc'), v.get('auc_std'))}</td><td>{_fmt(v.get('ap'), v.get('ap_std'))}</td>",
-            "".join(f"<td>{_fmt(eff.get(a), eff_s.get(a))}</td>" for a in accs),
-            f"<td>{_fmt(v.get('q_max'), v.get('q_max_std'), 2)}</td>",
+            f"<td>{_fmt(eff.get('0.01'), eff_s.get('0.01'))}</td>",
             f"<td>{_fmt(v.get('rare_efficiency_at_threshold'), v.get('rare_efficiency_at_threshold_std'))}</td>",
             f"<td>{_fmt(v.get('bulk_acceptance_at_threshold'), v.get('bulk_acceptance_at_threshold_std'), 4)}</td>",
             f"<td>{_fmt(v.get('purity_at_threshold'), v.get('purity_at_threshold_std'))}</td>",
-            f"<td>{_fmt(v.get('li_ma_significance'), v.get('li_ma_significance_std'), 1)}</td>",
-            f"<td class=l>{rule}</td>",
+            f"<td>{_fmt(v.get('li_ma_significance'), v.get('li_ma_significance_std'), 1)}</td>" if li_ma else "",
+        ]
+        rows.append(f"<tr{_row_class(name, v, best)}>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _details_table(doc: dict[str, Any]) -> str:
+    """The rest: efficiencies at other bulk acceptances, Q, the cut's rule, timings."""
+    accs = ["0.02", "0.05", "0.1", "0.2"]
+    head = (
+        "<tr><th class=l>method</th>" + "".join(f"<th>eff @ {a}</th>" for a in accs)
+        + "<th>Q<sub>max</sub></th><th class=l>cut rule (set by)</th><th>fit s</th><th>events/s</th></tr>"
+    )
+    labels = method_labels(doc)
+    rows = []
+    for name, v in doc["methods"].items():
+        rule = html.escape(f"{v.get('threshold_rule', '?')} ({v.get('threshold_source', '?')})")
+        eff, eff_s = v.get("rare_efficiency_at_bulk_acceptance", {}), v.get("rare_efficiency_at_bulk_acceptance_std", {})
+        cells = [
+            f"<td class=l>{html.escape(labels[name])}</td>",
+            "".join(f"<td>{_fmt(eff.get(a), eff_s.get(a))}</td>" for a in accs),
+            f"<td>{_fmt(v.get('q_max'), v.get('q_max_std'), 2)}</td><td class=l>{rule}</td>",
             f"<td>{_fmt(v.get('fit_seconds'), None, 2)}</td><td>{_fmt_g(v.get('score_events_per_second'))}</td>",
         ]
-        cls = ' class="best"' if name == best else ""
-        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
+        rows.append(f"<tr{_row_class(name, v, None)}>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _table_notes(doc: dict[str, Any]) -> str:
+    sig = doc.get("significance", {})
+    text = (
+        "<p class=muted>Mean ± standard deviation over seeds, on the test set. Green row: the highest ROC AUC "
+        "among methods above chance; red rows: <i>inverted</i> methods (AUC &lt; 0.5, never ranked). eff @ a: "
+        "rare efficiency at bulk acceptance a (ROC interpolation). Cut: chosen on training data by the rule in "
+        "the second table. "
+    )
+    if shows_li_ma(doc):
+        text += (
+            f"Li&amp;Ma σ: expected significance (Li &amp; Ma 1983, eq. 17) for {_fmt_g(sig.get('n_events'))} "
+            f"ON-region events before cuts at the test rare fraction, off/on ratio 1/α with α = {sig.get('alpha')}. "
+        )
+    else:
+        text += (
+            "No Li&amp;Ma significance here: the anomaly scenario's test set is balanced (half rare events), not an "
+            "observation; a significance at that rare fraction would be huge for any AUC, even below chance. "
+            "See the rare scenario for significances. "
+        )
+    return text + "</p>"
 
 
 def _counts_table(doc: dict[str, Any]) -> str:
@@ -216,7 +278,6 @@ def render_report(
     data = doc.get("data", {})
     labels = ", ".join(f"{k}: {v}" for k, v in data.get("label_counts", {}).items())
     feats = data.get("features", [])
-    sig = doc.get("significance", {})
     title = title or f"rareflow compare — {doc['scenario']['kind']} scenario"
     parts = [
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
@@ -233,12 +294,12 @@ def render_report(
         f"<p>{describe_scenario(doc)}</p>",
         "<h2>Findings</h2><ul>" + "".join(f"<li>{f}</li>" for f in findings(doc)) + "</ul>",
         "<h2>Methods × metrics</h2>",
-        "<p class=muted>Mean ± standard deviation over seeds, on the test set. eff @ a: rare efficiency at bulk "
-        "acceptance a (ROC interpolation). Q<sub>max</sub>: max of eps_rare/sqrt(eps_bulk) over cuts keeping ≥ 10 "
-        f"bulk events. Cut: chosen on training data. Li&amp;Ma σ: expected significance (Li &amp; Ma 1983, eq. 17) for "
-        f"{_fmt_g(sig.get('n_events'))} ON-region events before cuts at the test rare fraction, off/on ratio 1/α with "
-        f"α = {sig.get('alpha')}. Events/s: test scoring throughput on this machine.</p>",
-        _metrics_table(doc),
+        _table_notes(doc),
+        _main_table(doc),
+        "<h3>Details</h3><p class=muted>Efficiency at other bulk acceptances, the maximal quality factor "
+        "Q = eps_rare/sqrt(eps_bulk) over cuts keeping ≥ 10 bulk events, the rule that placed each cut and who "
+        "set it (detector or experiment), fit time and test scoring throughput on this machine.</p>",
+        _details_table(doc),
     ]
     if doc.get("skipped"):
         parts.append(
