@@ -23,7 +23,7 @@ from typing import Any
 #: ROC AUC at or below this value is "no better than chance": never a winner, flagged when below.
 CHANCE_AUC = 0.5
 
-#: Two-class methods that still learn one class's density as their base (default ``fit_on``).
+#: Fallback for metrics.json files written before the result rows carried ``fit_on``.
 _TWO_CLASS_FIT_ON = {"selfsup-flow": "bulk"}
 
 

@@ -262,7 +262,7 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
         significance_events=cfg.significance.n_events, significance_alpha=cfg.significance.alpha,
     )
     m.update(fit_seconds=fit_seconds, score_events_per_second=len(Xt) / score_seconds)
-    m.update(kind=det.kind, threshold_rule=det.threshold_rule_, threshold_source=threshold_source(cfg, method))
+    m.update(kind=det.kind, fit_on=getattr(det, "fit_on", None), threshold_rule=det.threshold_rule_, threshold_source=threshold_source(cfg, method))
     gallery = _gallery(det, ds, split.test_idx, scores) if seed == cfg.scenario.seeds[0] else None
     binned = _binned(det, cfg, ds, split, X, scores, test_w)
     return TaskResult(method.display, seed, m, scores, float(det.threshold_), gallery, binned)
