@@ -68,10 +68,11 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Tensor | None, act: Any = None
     (bias broadcast, GEMM, activation). Training keeps ``F.linear`` (the oneDNN op has no
     backward), and so does ``onednn=False``.
     """
-    if onednn and not _FUSED_LINEAR:
+    use = onednn and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+    if use and not _FUSED_LINEAR:  # probed on first use, outside autograd (and so outside training's vmap)
         _FUSED_LINEAR.append(_onednn_linear())
-    op = _FUSED_LINEAR[0] if onednn else None
-    if op is None or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.ndim != 2:
+    op = _FUSED_LINEAR[0] if use else None
+    if op is None or x.ndim != 2 or not weight.is_contiguous():
         h = F.linear(x, weight, bias)
         return h if act is None else (act(h, inplace=True) if act in (F.relu, F.elu) else act(h))
     name = _ONEDNN_ACT.get(act, "none") if act is not None else "none"
