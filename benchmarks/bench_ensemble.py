@@ -22,7 +22,7 @@ synthetic 10-D two-class Gaussians; ``--rows`` rows (default 6000). Prints a Mar
 each variant's time and its ratio to the stacked one-pass ensemble; ``--results`` also writes the
 section "## Flow ensemble (issue 18)" of ``benchmarks/RESULTS.md``.
 
-Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--results]``
+Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--device cuda] [--results]``
 (smoke test: ``--epochs 1 --rows 1000``).
 """
 
@@ -65,14 +65,14 @@ def rareflow_members(X: np.ndarray) -> list:
     return [FlowModel(cfg, pre, seed=k) for k in range(MEMBERS)]
 
 
-def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> dict[str, Callable[[], None]]:
+def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, device: str = "cpu") -> dict[str, Callable[[], None]]:
     from rareflow.detectors.flow_classifier import ClassFlows
     from rareflow.training import Batch, train
     from rareflow.flows.ensemble import class_context_nll_loss, train_ensemble
     from rareflow.flows.selfsup import class_nll_loss
 
     data = Batch(torch.as_tensor(X, dtype=torch.float32), label=torch.as_tensor(y))
-    kw = dict(epochs=epochs, batch_size=batch, lr=1e-3, weight_decay=1e-5, patience=None, progress=False)
+    kw = dict(epochs=epochs, batch_size=batch, lr=1e-3, weight_decay=1e-5, patience=None, progress=False, device=device)
     pair = lambda m: ClassFlows([m], conditional=True)  # noqa: E731
 
     def seq(loss: Callable, wrap: Callable) -> None:
@@ -90,23 +90,23 @@ def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> dict[str,
         "today's flow-classifier loop (5 members, one train)": lambda: train(
             ClassFlows(rareflow_members(X), conditional=True), class_nll_loss(), data, seed=0, **kw
         ),
-        "sequential zuko": lambda: zuko_sequential(X, y, epochs, batch),
+        "sequential zuko": lambda: zuko_sequential(X, y, epochs, batch, device),
     }
 
 
-def zuko_sequential(X: np.ndarray, y: np.ndarray, epochs: int, batch: int) -> None:
+def zuko_sequential(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, device: str = "cpu") -> None:
     """5 plain zuko loops: the peer a user would write by hand."""
     import zuko
 
-    x = torch.as_tensor((X - X.mean(0)) / X.std(0), dtype=torch.float32)
-    c = torch.nn.functional.one_hot(torch.as_tensor(y, dtype=torch.long), 2).float()
+    x = torch.as_tensor((X - X.mean(0)) / X.std(0), dtype=torch.float32, device=device)
+    c = torch.nn.functional.one_hot(torch.as_tensor(y, dtype=torch.long), 2).float().to(device)
     for k in range(MEMBERS):
         torch.manual_seed(k)
         flow = zuko.flows.RealNVP(x.shape[1], context=2, transforms=TRANSFORMS, hidden_features=HIDDEN,
-                                  activation=torch.nn.ELU)  # fmt: skip
+                                  activation=torch.nn.ELU).to(device)  # fmt: skip
         opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
         for _ in range(epochs):
-            perm = torch.randperm(len(x))
+            perm = torch.randperm(len(x), device=device)
             for s in range(len(x) // batch):
                 idx = perm[s * batch : (s + 1) * batch]
                 loss = -flow(c[idx]).log_prob(x[idx]).mean()
@@ -123,25 +123,29 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every variant on it)")
     ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     X, y, source = load_data(args.rows)
-    for fit in variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size).values():
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    for fit in variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size, args.device).values():
         fit()  # warm-up: first-call costs (vmap, allocator) are not fitting time
     times = {}
-    for name, fit in variants(X, y, args.epochs, args.batch_size).items():
+    for name, fit in variants(X, y, args.epochs, args.batch_size, args.device).items():
         best = np.inf
         for _ in range(args.repeats):
+            sync()
             t0 = time.perf_counter()
             fit()
+            sync()
             best = min(best, time.perf_counter() - t0)
         times[name] = best
     ref = times["stacked, one pass"]
     rows = [f"| {n} | {t:.2f} | {MEMBERS * args.epochs * args.rows / t:,.0f} | {t / ref:.2f}x |" for n, t in times.items()]
     body = "\n".join([
         f"{MEMBERS} conditional RealNVPs ({TRANSFORMS} couplings, {HIDDEN}, {ACT}), {args.epochs} epochs, batch "
-        f"{args.batch_size}, {args.threads} thread(s), best of {args.repeats}; data: {source}.", "",
+        f"{args.batch_size}, {args.threads} thread(s), device {args.device}, best of {args.repeats}; data: {source}.", "",
         "| variant | fit s | member-samples/s | time / stacked one-pass |", "|---|---:|---:|---:|", *rows, "",
         machine_line("torch", "zuko"), f"Command: `{command_line()}`",
     ])  # fmt: skip

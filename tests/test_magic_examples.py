@@ -14,6 +14,7 @@ from tests.conftest import MAGIC, REPO, require_shared
 pytestmark = pytest.mark.shared_data
 
 
+@pytest.mark.slow
 def test_magic_rare_example_gbdt_auc(tmp_path: Path) -> None:
     require_shared(MAGIC)
     cfg = load_config(REPO / "examples" / "magic_rare.yaml")

@@ -119,6 +119,8 @@ def test_cli_train_and_score(tmp_path, method: str) -> None:
     assert roc_auc_score(df["label"] == "gamma", df["score"]) > 0.9
 
 
+@pytest.mark.slow
+@pytest.mark.shared_data
 def test_magic_rare_split_acceptance() -> None:
     """MAGIC, seed-0 split of the rare study (70% training): one conditional flow's likelihood ratio
     reaches AUC >= 0.925 (study: 0.937 single, 0.946 ensemble of 5; gbdt 0.936), and the

@@ -186,3 +186,32 @@ def test_evaluate_batches_give_the_same_numbers() -> None:
     b = model.evaluate(x, batch_size=97)
     assert np.allclose(a["log_prob"], b["log_prob"], rtol=1e-5, atol=1e-4)
     assert np.allclose(a["z"], b["z"], atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "elu", "silu", "tanh"])
+def test_onednn_scoring_equals_the_autograd_path(activation: str) -> None:
+    """Scoring without autograd runs the couplings' linears through oneDNN (bias and activation
+    fused); it gives the log-density of the training path (``F.linear``, autograd on) to float32
+    round-off, and the latent used by ``inverse`` keeps the training path's kernel."""
+    from rareflow.flows import model as flow_model
+
+    X = _data(3000, seed=4)
+    cfg = FlowConfig("realnvp", features=4, context=2, transforms=4, hidden=(32, 32), activation=activation)
+    model = FlowModel(cfg, Preprocessor.fit(X), seed=1).eval()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.flow.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    x = torch.as_tensor(X, dtype=torch.float32)
+    ctx = one_hot(np.arange(len(X)) % 2)
+    with_grad = model.log_prob(x, ctx).detach()
+    with torch.no_grad():
+        scored, z = model.log_prob(x, ctx), model.transform(x, ctx)
+    torch.testing.assert_close(scored, with_grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(z, model.flow_forward(model.pre(x)[0].detach(), ctx)[0].detach(), rtol=0, atol=0)
+    if flow_model._FUSED_LINEAR and flow_model._FUSED_LINEAR[0] is not None:  # the fused kernel really ran
+        w, b = model.flow.transform.transforms[0].hyper[0].weight, model.flow.transform.transforms[0].hyper[0].bias
+        h = torch.randn(64, w.shape[1])
+        with torch.no_grad():
+            act = flow_model._ACT[activation]
+            torch.testing.assert_close(flow_model.fused_linear(h, w, b, act), act(torch.nn.functional.linear(h, w, b)))

@@ -21,6 +21,8 @@ from rareflow.iact.images import GridMapping, log1p_charge
 from rareflow.iact.simulate import simulate_images
 from rareflow.detectors import get_detector
 
+pytestmark = pytest.mark.slow  # trains conv-autoencoder and fastflow on simulated images
+
 # strict "on the artefact" floors: (hot cluster, muon arc); fastflow: "on or touching" floors
 FLOORS = {"conv-autoencoder": (0.90, 0.90), "fastflow": (0.85, 0.75)}
 

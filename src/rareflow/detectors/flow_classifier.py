@@ -36,9 +36,21 @@ from rareflow.detectors._flowbase import FLOW_SPECS, FlowBase
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.detectors.params import Choice, Number
 from rareflow.errors import RareflowError
+from rareflow.flows.ensemble import class_context_nll_loss, train_ensemble
+from rareflow.flows.losses import nll_loss, trimmed_nll_loss
 from rareflow.flows.model import FlowModel
 from rareflow.flows.selfsup import class_nll_loss, log_odds
-from rareflow.training import SPLIT, module_arrays, small_history, stratified_split
+from rareflow.training import (
+    SPLIT,
+    TRAIN,
+    Batch,
+    TrainConfig,
+    apply_policy,
+    fit_model,
+    module_arrays,
+    small_history,
+    stratified_split,
+)
 
 MODES = ("two-flows", "conditional")
 
@@ -87,6 +99,14 @@ class FlowClassifier(FlowBase):
     one-hot context) on a shared preprocessing, early stopping on the 1%-trimmed class NLL of a
     20% validation split of the training data (stratified by class).
     See ``docs/flow-classifier.md`` for how they were chosen and the MAGIC results.
+
+    Training (:func:`rareflow.flows.ensemble.train_ensemble`): the members are independent deep-ensemble
+    members (own initialisation, own data order under the seed key ``TRAIN`` + member index, own
+    early stopping), trained as ONE stacked network in one loop. ``conditional``: the one-pass
+    class NLL (each row under its own class); ``two-flows``: a bulk ensemble on the bulk rows and a
+    rare ensemble on the rare rows; ``discriminative`` > 0 couples the two class densities, so each
+    member is then the pair / the class view of its flow, still stacked. ``schedule: plateau``
+    (one learning rate per member) trains the members one after another with the same seeds.
     """
 
     name: ClassVar[str] = "flow-classifier"
@@ -143,6 +163,47 @@ class FlowClassifier(FlowBase):
 
     def _val_loss(self) -> Any:
         return class_nll_loss(float(self.discriminative), self.train_log_prior_, trim=float(self.val_trim))
+
+    def _train(self, model: ClassFlows, loss: Any, train: Batch, valid: Batch | None, val_loss: Any,  # type: ignore[override]
+               description: str, epochs: int | None = None, key: str = TRAIN) -> dict[str, Any]:  # fmt: skip
+        """The members as deep-ensemble members, stacked (see the class docstring); one history each."""
+        cfg = self.training_config()
+        valid = valid if valid is not None and len(valid) else None
+        if self.mode == "two-flows" and float(self.discriminative) <= 0:
+            return {side: self._fit_members(list(model.models)[c::2], nll_loss, trimmed_nll_loss(float(self.val_trim)),
+                                            None, _rows(train, c), _rows(valid, c), cfg, f"{description} {side}", (key, side))
+                    for c, side in enumerate(("bulk", "rare"))}  # fmt: skip
+        if self.mode == "two-flows":  # hybrid loss: the (bulk, rare) pair of a member trains together
+            members: list[nn.Module] = [ClassFlows(model.models[2 * k : 2 * k + 2], False) for k in range(model.members)]
+            return {"members": self._fit_members(members, loss, val_loss, None, train, valid, cfg, description, (key,))}
+        if float(self.discriminative) > 0:
+            wrap = lambda m: ClassFlows([m], conditional=True)  # noqa: E731
+            return {"members": self._fit_members(list(model.models), loss, val_loss, wrap, train, valid, cfg, description, (key,))}
+        trim = float(self.val_trim)
+        return {"members": self._fit_members(list(model.models), class_context_nll_loss(), class_context_nll_loss(trim=trim),
+                                             None, train, valid, cfg, description, (key,))}  # fmt: skip
+
+    def _fit_members(self, members: list[nn.Module], loss: Any, val_loss: Any, wrap: Any, train: Batch | None,
+                     valid: Batch | None, cfg: TrainConfig, description: str, key: tuple[str, ...]) -> list[dict[str, Any]]:  # fmt: skip
+        """Train ``members`` stacked (or one after another for ``schedule: plateau``) under the divergence policy."""
+        seeds = [self._member_seed(*key, k) for k in range(len(members))]
+        if train is None or len(train) == 0:
+            raise RareflowError(f"{description}: no training rows of this class; give rows of both classes")
+        if cfg.schedule == "plateau":
+            return [fit_model(wrap(m) if wrap else m, loss, train, valid, cfg, seed=s, val_loss_fn=val_loss,
+                              description=description) for m, s in zip(members, seeds)]  # fmt: skip
+        run = lambda: train_ensemble(  # noqa: E731
+            members, loss, train, valid, val_loss_fn=val_loss, wrap=wrap, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            lr=cfg.lr, weight_decay=cfg.weight_decay, schedule=cfg.schedule, clip_grad=cfg.clip_grad,
+            patience=cfg.patience, min_delta=cfg.min_delta, seeds=seeds, n_threads=cfg.n_threads, device=cfg.device,
+            progress=cfg.progress, description=description,
+        )  # fmt: skip
+        return apply_policy(lambda: {"members": run()}, cfg.on_divergence)["members"]
+
+    def _member_seed(self, *key: str | int) -> int:
+        """Data-order seed of one member (``TRAIN``, [side,] member index); fresh entropy without ``random_state``."""
+        seed = self._seed(*key)  # type: ignore[arg-type]
+        return int(np.random.SeedSequence().generate_state(1)[0]) if seed is None else int(seed)
 
     def _description(self) -> str:
         return f"flow-classifier ({self.mode})"
@@ -211,6 +272,14 @@ class FlowClassifier(FlowBase):
         self.train_log_prior_ = float(state.json["train_log_prior"])
         self.calibration_prior_ = float(state.json["calibration_prior"])
         self.calibration_ = np.asarray(state.arrays["calibration"], dtype=float)
+
+
+def _rows(data: Batch | None, cls: int) -> Batch | None:
+    """The rows of class ``cls`` (label 0 bulk / 1 rare); None when there are none."""
+    if data is None or data.label is None:
+        return None
+    part = data.index((data.label > 0) == bool(cls))
+    return part if len(part) else None
 
 
 def _fraction(y: np.ndarray, w: np.ndarray | None) -> float:

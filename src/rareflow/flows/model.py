@@ -37,6 +37,49 @@ from rareflow.training.weights import load_module, module_arrays
 LOG_2PI = math.log(2.0 * math.pi)
 DEFAULT_SCORE_BATCH = 2048
 _ACT = {"relu": F.relu, "elu": F.elu, "silu": F.silu, "tanh": torch.tanh}
+# activations oneDNN fuses into its linear kernel (bias + activation in the GEMM's write-back)
+_ONEDNN_ACT = {F.relu: "relu", F.silu: "swish", torch.tanh: "tanh"}
+
+
+def _onednn_linear() -> Any:
+    """``torch.ops.mkldnn._linear_pointwise`` when this torch build has it and it agrees with
+    ``F.linear`` on a small check (private op: anything unexpected switches it off), else None."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        if not torch.backends.mkldnn.is_available():
+            return None
+        g = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=g) for s in ((33, 7), (19, 7), (19,)))
+        with torch.no_grad():
+            ok = torch.allclose(op(x, w, b, "relu", [], ""), F.relu(F.linear(x, w, b)), atol=1e-5, rtol=1e-4)
+        return op if ok else None
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
+_FUSED_LINEAR: list[Any] = []  # filled on first use: [op or None]
+
+
+def fused_linear(x: Tensor, weight: Tensor, bias: Tensor | None, act: Any = None, onednn: bool = True) -> Tensor:
+    """``act(F.linear(x, weight, bias))``; without autograd on CPU float32, one oneDNN call with the
+    bias and the activation fused (:data:`_ONEDNN_ACT`; others applied in place afterwards).
+
+    Scoring is a few thin GEMMs per coupling; unfused, each GEMM's output is written three times
+    (bias broadcast, GEMM, activation). Training keeps ``F.linear`` (the oneDNN op has no
+    backward), and so does ``onednn=False``.
+    """
+    use = onednn and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+    if use and not _FUSED_LINEAR:  # probed on first use, outside autograd (and so outside training's vmap)
+        _FUSED_LINEAR.append(_onednn_linear())
+    op = _FUSED_LINEAR[0] if use else None
+    if op is None or x.ndim != 2 or not weight.is_contiguous():
+        h = F.linear(x, weight, bias)
+        return h if act is None else (act(h, inplace=True) if act in (F.relu, F.elu) else act(h))
+    name = _ONEDNN_ACT.get(act, "none") if act is not None else "none"
+    h = op(x, weight, bias, name, [], "")
+    if act is not None and name == "none":
+        h = act(h, inplace=True) if act in (F.relu, F.elu) else act(h)
+    return h
 
 
 class FusedRealNVP:
@@ -79,18 +122,21 @@ class FusedRealNVP:
         except (AttributeError, NotImplementedError, RuntimeError):  # not a zuko RealNVP, or a meta module
             return False
 
-    def halves(self, u: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``(z_a, z_b, log|det J_f|)``: the latent as the last coupling's two halves."""
+    def halves(self, u: Tensor, c: Tensor | None = None, onednn: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z_a, z_b, log|det J_f|)``: the latent as the last coupling's two halves.
+
+        ``onednn=True`` (log-density scoring without autograd) lets :func:`fused_linear` use oneDNN's
+        fused linear; its float32 round-off differs from zuko's GEMM by ~1e-6 relative, so the
+        latent ``z`` that :meth:`FlowModel.inverse` must invert keeps zuko's GEMM.
+        """
         ia, ib = self._split(0, u.device)
         xa, xb = u.index_select(-1, ia), u.index_select(-1, ib)
         ladj: Tensor | None = None
-        inplace = self.act in (F.relu, F.elu)
         for lin in self.linears:
             h = xa if c is None else torch.cat((xa, c), dim=-1)
             for layer in lin[:-1]:
-                h = F.linear(h, layer.weight, layer.bias)
-                h = self.act(h, inplace=True) if inplace else self.act(h)
-            h = F.linear(h, lin[-1].weight, lin[-1].bias).unflatten(-1, (-1, 2))
+                h = fused_linear(h, layer.weight, layer.bias, self.act, onednn)
+            h = fused_linear(h, lin[-1].weight, lin[-1].bias, None, onednn).unflatten(-1, (-1, 2))
             s = h[..., 1]
             log_scale = s / (1.0 + (s * self.inv_log_slope).abs())
             xb = torch.addcmul(h[..., 0], xb, log_scale.exp())
@@ -167,7 +213,7 @@ class FlowModel(nn.Module):
         context = self._check(x, context)
         u, ladj_pre = self.pre(x)
         if self._fast is not None:
-            za, zb, ladj = self._fast.halves(u, context)
+            za, zb, ladj = self._fast.halves(u, context, onednn=not need_z)
             sq = (za * za).sum(-1) + (zb * zb).sum(-1)
             z = self._fast.merge(za, zb) if need_z else None
         else:
