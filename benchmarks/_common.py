@@ -100,3 +100,12 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
 
 def rareflow_cmd() -> list[str]:
     return [sys.executable, "-m", "rareflow"]
+
+
+def publish(title: str, lines: list[str], dists: tuple[str, ...], *, load_before: str | None = None, write: bool = False) -> None:
+    """Print a section (``lines``, then the machine line and the command) and, with ``write``,
+    put it into RESULTS.md under ``title``."""
+    body = "\n".join([*lines, "", machine_line(*dists, load_before=load_before), f"Command: `{command_line()}`"])
+    print(body)
+    if write:
+        write_section(title, body)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, command_line, machine_line, write_section
+from _common import REPO, publish
 
 MEMBERS, TRANSFORMS, HIDDEN, ACT = 5, 8, (128, 128), "elu"
 SECTION = "## Flow ensemble (issue 18)"
@@ -143,15 +143,11 @@ def main() -> None:
         times[name] = best
     ref = times["stacked, one pass"]
     rows = [f"| {n} | {t:.2f} | {MEMBERS * args.epochs * args.rows / t:,.0f} | {t / ref:.2f}x |" for n, t in times.items()]
-    body = "\n".join([
+    publish(SECTION, [
         f"{MEMBERS} conditional RealNVPs ({TRANSFORMS} couplings, {HIDDEN}, {ACT}), {args.epochs} epochs, batch "
         f"{args.batch_size}, {args.threads} thread(s), device {args.device}, best of {args.repeats}; data: {source}.", "",
-        "| variant | fit s | member-samples/s | time / stacked one-pass |", "|---|---:|---:|---:|", *rows, "",
-        machine_line("torch", "zuko"), f"Command: `{command_line()}`",
-    ])  # fmt: skip
-    print(body)
-    if args.results:
-        write_section(SECTION, body)
+        "| variant | fit s | member-samples/s | time / stacked one-pass |", "|---|---:|---:|---:|", *rows,
+    ], ("torch", "zuko"), write=args.results)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import sys
 import time
 
 import numpy as np
-from _common import REPO, command_line, load, machine_line, write_section
+from _common import REPO, load, publish
 
 METHODS = ("flow-classifier", "selfsup-flow", "flow", "autoencoder", "nn-classifier", "gbdt")
 SECTION = "## Fit time (issue 18)"
@@ -119,16 +119,12 @@ def main() -> None:
             for method in args.baseline_methods.split(","):
                 results[(f"{method} @ baseline", t)] = run_child(method, t, args, args.baseline)
     smoke = " SMOKE RUN (capped epochs / subsampled rows): not figures." if args.epochs or args.rows else ""
-    body = "\n".join([
+    publish(SECTION, [
         f"Seed-0 training split of `examples/magic_rare.yaml` (MAGIC, 70% of the table, both classes), default "
         f"parameters, device {args.device}, one fresh process per fit; quality on the split's test rows.{smoke}"
         + (f" Baseline: `{args.baseline}`." if args.baseline else ""), "",
-        *table(results, threads), "", machine_line("torch", "zuko", "scikit-learn", load_before=before),
-        f"Command: `{command_line()}`",
-    ])  # fmt: skip
-    print(body)
-    if args.results:
-        write_section(SECTION, body)
+        *table(results, threads),
+    ], ("torch", "zuko", "scikit-learn"), load_before=before, write=args.results)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import torch
-from _common import REPO, command_line, load, machine_line, write_section
+from _common import REPO, load, publish
 
 SECTION = "## Small-data path (issue 18)"
 VARIANTS = {
@@ -111,18 +111,14 @@ def main() -> None:
         epochs = "/".join(str(h["epochs_run"]) for h in hs)
         lines.append(f"| {name} | {sec:.1f} | {epochs} | {m['nll']:.3f} | {m['nll_trim']:.3f} | {m['auc']:.4f} | {m['eff']:.3f} |")
         print(lines[-1], flush=True)
-    body = "\n".join([
+    publish(SECTION, [
         f"flow-classifier defaults (conditional RealNVP 8 x (128, 128), ELU), {args.ensemble} member(s) stacked, at most "
         f"{args.epochs} epochs, patience 10, {args.threads} thread(s), device {args.device}, random_state {args.seed}; fit on 75% of the seed-0 "
         f"training split of `examples/magic_rare.yaml` ({len(fit)} rows), judged on the other 25% ({len(check)} rows, "
         f"training data); subset = {args.valid_rows} validation rows.", "",
         "| variant | fit s | epochs run (per member) | check NLL | check NLL (1% trimmed) | check AUC | eff @ 1% hadrons |",
-        "|---|---:|---|---:|---:|---:|---:|", *lines, "",
-        machine_line("torch", "zuko", load_before=before), f"Command: `{command_line()}`",
-    ])  # fmt: skip
-    print(body)
-    if args.results:
-        write_section(SECTION, body)
+        "|---|---:|---|---:|---:|---:|---:|", *lines,
+    ], ("torch", "zuko"), load_before=before, write=args.results)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -51,15 +51,21 @@ def table(metrics: Path) -> str:
              "", "| E [TeV] | " + " | ".join(f"{m}: bulk acc / rel. sens." for m in methods) + " | best acc | best sens |",
              "|---" * (len(methods) + 3) + "|"]  # fmt: skip
     for i, row in enumerate(per_bin["methods"][methods[0]]):
+        label = f"{row['low']:.3g}–{row['high']:.3g}" + ("°" if row["low_statistics"] else "") + ("ᶠ" if row["cut_filled"] else "")
+        if not row["n_test_bulk"]:  # no test proton in the bin: no acceptance, sensitivity min-signal only
+            lines.append(f"| {label} | " + " | ".join("no protons" for _ in methods) + " | – | – |")
+            continue
         acc = {m: per_bin["methods"][m][i]["bulk_acceptance_mean"] for m in methods}
         rel = {m: (sens.get("methods", {}).get(m) or [{}] * (i + 1))[i].get("relative_sensitivity_mean") for m in methods}
-        flag = "°" if row["low_statistics"] else ""
         cells = [f"{_num(acc[m])} / {_num(rel[m])}" for m in methods]
-        best_a = min((m for m in methods if acc[m] is not None), key=lambda m: acc[m], default="–")
+        fair = not (row["cut_filled"] or row["low_statistics"])  # equal gamma efficiency: acceptances compare
+        best_a = min((m for m in methods if acc[m] is not None), key=lambda m: acc[m], default="–") if fair else "–"
         best_s = min((m for m in methods if rel[m] is not None), key=lambda m: rel[m], default="–")
-        lines.append(f"| {row['low']:.3g}–{row['high']:.3g}{flag} | " + " | ".join(cells) + f" | {best_a} | {best_s} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {best_a} | {best_s} |")
     exp = sens.get("expected") or {}
-    lines += ["", "° fewer than 20 test events of a class in the bin (low statistics).",
+    lines += ["", "° fewer than 20 test events of a class in the bin (low statistics); "
+              "ᶠ too few training events of the rule's class: the pooled cut (pyirf's fill value) is used; "
+              "– : no gamma passes the cut (no sensitivity).",
               f"Expected rare fraction from the spectra: {_num(exp.get('rare_fraction'))} "
               f"(configured test fraction {sens.get('configured_test_rare_fraction')})."]  # fmt: skip
     return "\n".join(lines)

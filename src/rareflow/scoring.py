@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rareflow.atomic import atomic_path
-from rareflow.io.scores import METADATA_KEY, read_scores
+from rareflow.io.scores import METADATA_KEY
 from rareflow.io.tables import detect_format, read_table, select_features, valid_rows
 from rareflow.detectors import Detector
 from rareflow.errors import RareflowError, short_repr

@@ -159,3 +159,34 @@ def test_whole_set_criterion_is_not_chunked() -> None:
     data = Batch(x=x, label=label)
     one_pass = float(selfsup_validation()(Gauss(), data))
     assert evaluate_loss(Gauss(), selfsup_validation(), data, batch_size=16) == pytest.approx(one_pass)
+
+
+def test_stacked_guard_decides_as_one_batch_guard_per_member() -> None:
+    """The stacked (tensor) guard of train_ensemble takes, member by member, the decisions of the
+    scalar BatchGuard of train() on the same losses and gradient norms (NaN, inf, explosions)."""
+    import math
+
+    from rareflow.training.guards import BatchGuard, StackedGuard
+
+    r = np.random.default_rng(3)
+    members, steps, limit = 3, 60, 7
+    losses = r.normal(10.0, 1.0, (steps, members))
+    norms = r.lognormal(0.0, 1.0, (steps, members))
+    for arr, values in ((losses, [math.nan, math.inf, 1e9]), (norms, [math.nan, math.inf])):
+        hit = r.random(arr.shape) < 0.12
+        arr[hit] = r.choice(values, int(hit.sum()))
+    losses[0, 2] = math.nan  # member 2's first batch is bad: its reference is a later one
+    present = np.ones(members, bool)
+    stacked, scalars = StackedGuard(members, limit), [BatchGuard(limit) for _ in range(members)]
+    for s in range(steps):
+        bad = stacked.bad(torch.tensor(losses[s]), torch.tensor(norms[s]), torch.tensor(present)).numpy()
+        for k, g in enumerate(scalars):
+            if not present[k]:
+                continue
+            expect = g.bad_loss(losses[s, k]) is not None or g.bad_grad(norms[s, k]) is not None
+            ok = g.skip() if expect else True
+            assert bad[k] == expect, (s, k)
+            assert bool(stacked.over_limit()[k]) == (not ok or not (g.skipped <= limit and g.in_a_row <= 5)), (s, k)
+            if not ok:
+                present[k] = False  # diverged: train() would stop here
+    assert not present.all()  # the test reached the limits, so it checks them

@@ -25,7 +25,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from rareflow.detectors.base import FittedState
-from rareflow.detectors.params import Choice, Number, Sizes
+from rareflow.detectors.params import Choice, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
 from rareflow.iact.images import check_images

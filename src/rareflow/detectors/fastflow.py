@@ -124,7 +124,7 @@ class FastFlowDetector(MapDetector):
         "map": Choice(MAPS), "loss": Choice(LOSSES), "rare": Choice(RARE_SETS),
         "warmup_epochs": Number(integer=True, low=0), "c": Number(none_ok=True, words=("auto",)),
         "c_quantile": Number(low=0.0, high=1.0), "rare_reduction": Choice(("sum", "mean")),
-        "backbone": Choice(BACKBONES), "kernels": Sizes(min_len=1, high=15),
+        "backbone": Choice(BACKBONES, module_ok=True), "kernels": Sizes(min_len=1, high=15),
     }  # fmt: skip
 
     def __init__(

@@ -80,12 +80,24 @@ class Choice:
 
     options: tuple[str, ...]
     none_ok: bool = False
+    module_ok: bool = False  # also a torch.nn.Module (Python API only: e.g. a user's backbone)
 
     def describe(self) -> str:
-        return "one of " + " | ".join(self.options) + (" or null" if self.none_ok else "")
+        extra = (" or null" if self.none_ok else "") + (" (or a torch.nn.Module in Python)" if self.module_ok else "")
+        return "one of " + " | ".join(self.options) + extra
 
     def ok(self, value: Any) -> bool:
+        if self.module_ok and _is_module(value):
+            return True
         return (value is None and self.none_ok) or (isinstance(value, str) and value in self.options)
+
+
+def _is_module(value: Any) -> bool:
+    """``value`` is a ``torch.nn.Module`` (without importing torch when it is not loaded)."""
+    import sys
+
+    nn = sys.modules.get("torch.nn")
+    return nn is not None and isinstance(value, nn.Module)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def describe_scenario(doc: dict[str, Any]) -> str:
             f"{first.get('n_test_bulk', '?')} {bulk} events. Scores are oriented so that higher = more "
             f"{rare}-like: a model of the {own} class scores "
             + ("closeness to it" if sc["fit_on"] == "rare" else "distance from it")
-            + f". Two-class and supervised methods do not apply. The cut keeps "
+            + ". Two-class and supervised methods do not apply. The cut keeps "
             + (
                 f"{thr.get('rare_efficiency', 0.9):.0%} of the {rare} training events"
                 if sc["fit_on"] == "rare"

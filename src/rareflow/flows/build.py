@@ -34,13 +34,11 @@ conditioner network: :math:`s(u_1, c), t(u_1, c)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 import zuko
-from torch import nn
 
 from rareflow.errors import RareflowError
 from rareflow.nets.activations import ACTIVATIONS

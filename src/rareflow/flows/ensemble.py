@@ -19,8 +19,10 @@ independent, exactly as if trained separately:
   seeded with ``seeds[k]`` (the same draws as :func:`rareflow.training.train` with that seed),
 * own optimiser state (AdamW is elementwise, so one AdamW over the stacked tensors is M AdamWs)
   and own gradient-norm clipping (the norm is taken per member),
+* own bad-batch guard (:class:`~rareflow.training.guards.StackedGuard`, the rules of ``train``):
+  a member's NaN/inf/exploded batch is skipped for that member only,
 * own early stopping: a member whose validation loss has not improved for ``patience`` epochs
-  (or whose loss/gradient became NaN/inf) gets its best weights back and is frozen; it is left out
+  (or that passed the guard's limits) gets its best weights back and is frozen; it is left out
   of the forward pass, and because AdamW's momentum and weight decay would still move it, its
   slice is copied back from the snapshot after every optimiser step (bitwise unchanged).
 
@@ -52,6 +54,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from rareflow.errors import RareflowError
 from rareflow.flows.model import FlowModel
 from rareflow.training import Batch, TrainingDiverged, evaluate_loss, resolve_device, seeded, torch_threads, weighted_mean
+from rareflow.training.guards import StackedGuard, max_skips
 from rareflow.progress import make_progress
 
 LossFn = Callable[[nn.Module, Batch], Tensor]
@@ -131,15 +134,32 @@ class _Stack:
 
         return vmap(one, in_dims=(0, *dims), randomness="different")(named, *fields)
 
-    def clip(self, max_norm: float) -> Tensor:
-        """Per-member gradient-norm clipping (``clip_grad_norm_`` on each slice); returns the norms."""
+    def grad_norms(self) -> Tensor:
+        """``(M,)`` per-member gradient 2-norms; in float64 where float32 overflows although every
+        entry is finite (as :func:`rareflow.training.guards.grad_norm`)."""
         grads = [p.grad for p in self.params.values() if p.grad is not None]
-        sq = torch.stack([g.reshape(len(g), -1).square().sum(1) for g in grads]).sum(0)
-        norm = sq.sqrt()
-        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+        norm = torch.stack([g.reshape(len(g), -1).square().sum(1) for g in grads]).sum(0).sqrt()
+        if bool(torch.isinf(norm).any()):  # rare: only then the float64 pass (and its sync)
+            wide = torch.stack([g.reshape(len(g), -1).double().square().sum(1) for g in grads]).sum(0).sqrt()
+            norm = torch.where(torch.isinf(norm), wide.to(norm.dtype).clamp(max=torch.finfo(norm.dtype).max), norm)
+            norm = torch.where(torch.isinf(wide), wide.to(norm.dtype), norm)
         return norm
+
+    def clip(self, norms: Tensor, max_norm: float | None, skip: Tensor) -> None:
+        """Per-member gradient-norm clipping (``clip_grad_norm_`` on each slice, given the norms);
+        the gradients of the ``skip`` members are zeroed."""
+        coef = torch.ones_like(norms) if max_norm is None or max_norm <= 0 else (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        coef = torch.where(skip | ~torch.isfinite(coef), 0.0, coef)
+        for p in self.params.values():
+            if p.grad is not None:
+                shape = (-1, *([1] * (p.grad.ndim - 1)))
+                p.grad.copy_(torch.where(skip.view(shape), 0.0, p.grad * coef.view(shape)))
+
+    @torch.no_grad()
+    def keep(self, skip: Tensor, before: dict[str, Tensor]) -> None:
+        """Put the ``skip`` members' weights back to ``before`` (their step is skipped)."""
+        for n, p in self.params.items():
+            p.copy_(torch.where(skip.view(-1, *([1] * (p.ndim - 1))), before[n], p))
 
     @torch.no_grad()
     def snapshot(self, k: int) -> None:
@@ -188,6 +208,7 @@ def _new_history() -> dict[str, Any]:
     return {
         "train_loss": [], "val_loss": [], "lr": [], "best_epoch": 0, "best_loss": math.inf,
         "epochs_run": 0, "stopped_early": False, "diverged": False, "seconds": 0.0, "samples_per_second": 0.0,
+        "skipped_batches": 0,
     }  # fmt: skip
 
 
@@ -321,14 +342,15 @@ def _run(
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps) if schedule == "cosine" else None
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     histories = [_new_history() for _ in range(m)]
-    track = _Tracker(histories, patience, min_delta)
+    guard = StackedGuard(m, max_skips(epochs * steps)).to(data.x.device)
+    track = _Tracker(histories, patience, min_delta, guard)
     t0, seen = time.perf_counter(), [0] * m
     with make_progress() as bar:
         task = bar.add_task(description, total=epochs, info="", visible=progress)
         for epoch in range(1, epochs + 1):
             active = stack.active.nonzero().squeeze(-1).tolist()
             perms = torch.stack([torch.randperm(n, generator=gens[k]) for k in active]).to(data.x.device)
-            totals, weights, finite = _epoch(stack, calls[0], data.index(perms), steps, batch_size, opt, cosine, clip_grad)
+            totals, weights, finite = _epoch(stack, calls[0], data.index(perms), steps, batch_size, opt, cosine, clip_grad, guard)
             for i, k in enumerate(active):
                 seen[k] += steps * batch_size
                 val = _validate(stack, calls[1], k, valid, eval_batch_size) if valid is not None else None
@@ -353,18 +375,21 @@ def _epoch(
     opt: torch.optim.Optimizer,
     cosine: torch.optim.lr_scheduler.LRScheduler | None,
     clip_grad: float | None,
+    guard: StackedGuard,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One epoch of the active members on their own permuted ``rows`` (fields ``(A, n, ...)``).
 
-    Returns per active member the weighted loss sum, the weight sum and whether every loss and
-    gradient norm stayed finite (one synchronisation per epoch, not per step).
+    Returns per active member the weighted loss sum and weight sum of its good batches, and whether
+    it stayed within the bad-batch guard's limits (:class:`~rareflow.training.guards.StackedGuard`:
+    a NaN/inf/exploded batch of a member is skipped for that member only).
     """
     active = stack.active.nonzero().squeeze(-1).to(rows.x.device)
     subset = None if len(active) == len(stack.active) else active
     fields = [getattr(rows, f) for f in FIELDS]
     a = len(active)
     totals, weights = rows.x.new_zeros(a), rows.x.new_zeros(a)
-    finite = torch.ones(a, dtype=torch.bool, device=rows.x.device)
+    present = torch.zeros(len(stack.active), dtype=torch.bool, device=rows.x.device)
+    present[active] = True
     stack.base.train()
     for step in range(steps):
         sl = slice(step * batch_size, (step + 1) * batch_size)
@@ -372,18 +397,22 @@ def _epoch(
         losses = stack.losses(call, subset, batch)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
-        finite &= torch.isfinite(losses.detach())
-        if clip_grad is not None and clip_grad > 0:
-            norms = stack.clip(float(clip_grad))
-            finite &= torch.isfinite(norms if subset is None else norms[subset])
+        full = torch.zeros_like(present, dtype=losses.dtype).index_put((active,), losses.detach())
+        norms = stack.grad_norms()
+        skip = guard.bad(full, norms, present)
+        stack.clip(norms, clip_grad, skip)
+        before = {n: p.detach().clone() for n, p in stack.params.items()} if bool(skip.any()) else None
         opt.step()
         if cosine is not None:
             cosine.step()
+        if before is not None:
+            stack.keep(skip, before)
         stack.restore_frozen()
         w = batch[3].sum(-1) if batch[3] is not None else rows.x.new_full((a,), float(batch_size))
-        totals += losses.detach() * w
-        weights += w
-    return totals, weights, finite
+        good = ~skip[active]
+        totals += torch.where(good, losses.detach() * w, 0.0)
+        weights += torch.where(good, w, 0.0)
+    return totals, weights, ~guard.over_limit()[active]
 
 
 def _validate(stack: _Stack, call: _Call, k: int, valid: Batch, batch_size: int) -> float:
@@ -395,8 +424,9 @@ def _validate(stack: _Stack, call: _Call, k: int, valid: Batch, batch_size: int)
 class _Tracker:
     """Per-member early stopping: best loss, epochs without improvement, divergence."""
 
-    def __init__(self, histories: list[dict[str, Any]], patience: int | None, min_delta: float) -> None:
+    def __init__(self, histories: list[dict[str, Any]], patience: int | None, min_delta: float, guard: StackedGuard) -> None:
         self.histories = histories
+        self.guard = guard
         self.patience = patience
         self.min_delta = min_delta
         self.bad = [0] * len(histories)
@@ -404,10 +434,13 @@ class _Tracker:
     def update(
         self, stack: _Stack, k: int, epoch: int, train_loss: float, val_loss: float | None, finite: bool, lr: float
     ) -> None:
-        """Record member ``k``'s epoch; snapshot on improvement; freeze on patience or NaN/inf."""
+        """Record member ``k``'s epoch; snapshot on improvement; freeze on patience, on too many bad
+        batches, or on a NaN/inf/exploded epoch loss (the guard's rules)."""
         h = self.histories[k]
+        h["skipped_batches"] = int(self.guard.skipped[k])
         metric = val_loss if val_loss is not None else train_loss
-        if not finite or not math.isfinite(train_loss) or not math.isfinite(metric):
+        exploded = math.isfinite(metric) and bool(self.guard.exploded(torch.full_like(self.guard.reference, metric))[k])
+        if not finite or not math.isfinite(train_loss) or not math.isfinite(metric) or exploded:
             h["diverged"] = True  # epochs_run stays at the last finished epoch, as in train()
             stack.freeze(k)
             return

@@ -9,6 +9,7 @@ truth. Needs PyTables (comes with ctapipe: ``pip install 'rareflow[iact]'``).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 

@@ -97,3 +97,44 @@ class BatchGuard:
         self.skipped += 1
         self.in_a_row += 1
         return self.skipped <= self.limit and self.in_a_row <= MAX_CONSECUTIVE
+
+
+class StackedGuard:
+    """:class:`BatchGuard` for ``M`` members trained as one stacked network (one flag per member).
+
+    Same rules, as tensors (no synchronisation): member ``k``'s batch is bad when its loss is NaN/inf
+    or exploded against its own first good loss, or its gradient norm is NaN/inf. Its step is then
+    skipped: its gradient is zeroed and its weights are put back after the optimiser step (AdamW's
+    moments of that member still decay by :math:`\\beta_1, \\beta_2` once, the one difference
+    from :class:`BatchGuard`). ``over_limit()`` flags the members past ``limit`` skips or
+    ``MAX_CONSECUTIVE`` in a row: they have diverged.
+    """
+
+    def __init__(self, members: int, limit: int) -> None:
+        self.limit = int(limit)
+        self.reference = torch.full((members,), math.nan, dtype=torch.float64)
+        self.skipped = torch.zeros(members, dtype=torch.long)
+        self.in_a_row = torch.zeros(members, dtype=torch.long)
+
+    def to(self, device: torch.device | str) -> StackedGuard:
+        self.reference, self.skipped, self.in_a_row = (t.to(device) for t in (self.reference, self.skipped, self.in_a_row))
+        return self
+
+    def exploded(self, values: torch.Tensor) -> torch.Tensor:
+        """Per member: :math:`L > L_0 + F \\max(|L_0|, 1)` (False before its first good batch)."""
+        ref = self.reference
+        return values.double() > ref + EXPLODE_FACTOR * ref.abs().clamp(min=1.0)  # NaN ref -> False
+
+    def bad(self, losses: torch.Tensor, norms: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` bad-batch flags from the members' losses and gradient norms (``present``: the
+        members that trained this step; the others are never flagged); records the first good
+        losses and the skip counts."""
+        bad = present & (~torch.isfinite(losses) | self.exploded(losses) | ~torch.isfinite(norms))
+        first = present & torch.isfinite(losses) & torch.isnan(self.reference)  # as BatchGuard.bad_loss
+        self.reference = torch.where(first, losses.double(), self.reference)
+        self.skipped += bad
+        self.in_a_row = torch.where(bad, self.in_a_row + 1, torch.where(present, 0, self.in_a_row))
+        return bad
+
+    def over_limit(self) -> torch.Tensor:
+        return (self.skipped > self.limit) | (self.in_a_row > MAX_CONSECUTIVE)
