@@ -49,6 +49,8 @@ JOBS = (
         "python examples/results_table.py --full out/magic_rare_flows/metrics.json"),
     Job("sim_images", ("rareflow compare --config examples/sim_images.yaml --out out/sim_images",),
         "python examples/results_table.py --full out/sim_images/metrics.json"),
+    Job("energy", ("rareflow compare --config examples/energy_study.yaml --out out/energy_study",),
+        "python examples/energy_study.py --table out/energy_study/metrics.json", "docs/energy.md"),
     Job("sim_rare_1e-4", ("rareflow compare --config examples/sim_rare_1e-4.yaml --out out/sim_rare_1e-4",),
         "python examples/results_table.py --full out/sim_rare_1e-4/metrics.json"),
 )  # fmt: skip
@@ -76,15 +78,16 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text, count=1)
 
 
-def run_job(job: Job) -> None:
+def run_job(job: Job, tables_only: bool = False) -> None:
     t0 = time.perf_counter()
-    for command in job.commands:
+    for command in () if tables_only else job.commands:
         _run(command)
     minutes = (time.perf_counter() - t0) / 60
     table = _run(job.table)
+    took = "the table from outputs already in out/" if tables_only else f"{minutes:.1f} min on {os.cpu_count()} cores"
     note = (
         f"<sub>Made by `python scripts/docs_figures.py {job.name}` ({'; '.join(job.commands)}; then "
-        f"`{job.table}`) on {time.strftime('%Y-%m-%d')}: {minutes:.1f} min on {os.cpu_count()} cores.</sub>\n"
+        f"`{job.table}`) on {time.strftime('%Y-%m-%d')}: {took}.</sub>\n"
     )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{job.name}.md").write_text(table + "\n" + note)
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: all): {', '.join(j.name for j in JOBS)}")
     ap.add_argument("--list", action="store_true", help="list the jobs and exit")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="skip the jobs' commands; re-make the tables from the outputs already in out/ (after running the commands yourself)")
     args = ap.parse_args(argv)
     if args.list:
         for j in JOBS:
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"docs-figures: unknown job(s) {unknown}; jobs: {', '.join(known)}")
     for job in [known[n] for n in args.jobs] or list(JOBS):
-        run_job(job)
+        run_job(job, args.tables_only)
     return 0
 
 

@@ -112,6 +112,30 @@ def anomaly_split(
     return Split(seed, fit, cal, test, np.ones(len(test)), labelled_training=False, info=info)
 
 
+def _subsampled_test(
+    gen: np.random.Generator, bulk_test: np.ndarray, rare_test: np.ndarray, f: float, min_rare_events: int
+) -> tuple[np.ndarray, str | None]:
+    """Test rows with rare fraction ``f`` by discarding events (``fraction_mode: subsample``), and
+    the warning when fewer than ``min_rare_events`` rare events make ``f`` unreachable."""
+    warning = None
+    n_rare = int(round(f / (1 - f) * len(bulk_test)))
+    if n_rare > len(rare_test):  # too few rare events: thin the bulk instead
+        n_bulk = int(round(len(rare_test) * (1 - f) / f))
+        bulk_test, _ = _take(gen, bulk_test, n_bulk)
+        n_rare = len(rare_test)
+    if n_rare < min_rare_events:
+        n_rare = min(min_rare_events, len(rare_test))
+        reach = n_rare / (n_rare + len(bulk_test))
+        warning = (
+            f"test_rare_fraction {f:g} needs {int(np.ceil(min_rare_events * (1 - f) / f))} bulk test events "
+            f"for {min_rare_events} rare ones, only {len(bulk_test)} exist; using the smallest reachable "
+            f"fraction {reach:.3g} (use fraction_mode: weights to keep every event)"
+        )
+        log.warning(warning)
+    rare_keep, _ = _take(gen, rare_test, n_rare)
+    return np.sort(np.concatenate([bulk_test, rare_keep])), warning
+
+
 def rare_split(
     y: np.ndarray,
     seed: int,
@@ -145,22 +169,7 @@ def rare_split(
         weight = np.where(y[test] == 1, w_rare, 1.0)
         realised = f
     else:
-        n_rare = int(round(f / (1 - f) * len(bulk_test)))
-        if n_rare > len(rare_test):  # too few rare events: thin the bulk instead
-            n_bulk = int(round(len(rare_test) * (1 - f) / f))
-            bulk_test, _ = _take(gen, bulk_test, n_bulk)
-            n_rare = len(rare_test)
-        if n_rare < min_rare_events:
-            n_rare = min(min_rare_events, len(rare_test))
-            reach = n_rare / (n_rare + len(bulk_test))
-            warning = (
-                f"test_rare_fraction {f:g} needs {int(np.ceil(min_rare_events * (1 - f) / f))} bulk test events "
-                f"for {min_rare_events} rare ones, only {len(bulk_test)} exist; using the smallest reachable "
-                f"fraction {reach:.3g} (use fraction_mode: weights to keep every event)"
-            )
-            log.warning(warning)
-        rare_keep, _ = _take(gen, rare_test, n_rare)
-        test = np.sort(np.concatenate([bulk_test, rare_keep]))
+        test, warning = _subsampled_test(gen, bulk_test, rare_test, f, min_rare_events)
         weight = np.ones(len(test))
         realised = float((y[test] == 1).mean())
     info = {

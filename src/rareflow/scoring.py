@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rareflow.atomic import atomic_path
-from rareflow.io.scores import METADATA_KEY
+from rareflow.io.scores import METADATA_KEY, read_scores  # noqa: F401  (read_scores: re-exported, rareflow.scoring.read_scores)
 from rareflow.io.tables import detect_format, read_table, select_features, valid_rows
 from rareflow.detectors import Detector
 from rareflow.errors import RareflowError, short_repr
@@ -229,15 +229,7 @@ def score_table(
     if not features:
         raise RareflowError("the model has no stored feature names; retrain it from a table with named columns")
     path = Path(data)
-    pf: pq.ParquetFile | None = None
-    if detect_format(path, fmt) == "parquet":
-        pf = _open_parquet(path)
-        total = pf.metadata.num_rows
-        if total == 0:
-            raise RareflowError(f"{path}: the table has no rows; give a table with events")
-        _check_columns(pf.schema_arrow.names, features, path, det.name)
-    else:
-        total = None  # known after reading
+    pf, total = _parquet_source(path, fmt, features, det.name)
     meta, keep = _metadata(det, path, fmt, features, pf)
     calibrator = _calibrator(det, gammaness_column)
     if scheduler is None:
@@ -250,20 +242,14 @@ def score_table(
         task = progress.add_task("score" + (" (dask)" if scheduler else ""), total=total, info="")
         writer: pq.ParquetWriter | None = None
         try:
-            seen = 0
             for df, scores in chunks:
                 read = len(df)
                 if keep is not None:  # the training rows of a --holdout model are not scored
                     sel = keep[offset : offset + read]
                     df, scores = df.loc[sel], scores[sel]
+                ok = _check_chunk(df, features, str(path), offset, drop_nonfinite)
                 offset += read
-                ok = _check_chunk(df, features, str(path), seen, drop_nonfinite)
-                seen += read
-                if not ok.all():
-                    df, scores = df.loc[ok], scores[ok]
-                df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
-                if calibrator is not None:
-                    df[gammaness_column] = calibrator(scores)
+                df = _scored(det, df.loc[ok], scores[ok], calibrator, gammaness_column)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
                     schema = table.schema.with_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta.encode()})
@@ -277,6 +263,27 @@ def score_table(
             if writer is not None:
                 writer.close()
     return n
+
+
+def _parquet_source(path: Path, fmt: str | None, features: list[str], method: str) -> tuple[pq.ParquetFile | None, int | None]:
+    """The open Parquet file and its row count, its columns checked (``(None, None)`` for CSV:
+    the rows are known after reading)."""
+    if detect_format(path, fmt) != "parquet":
+        return None, None
+    pf = _open_parquet(path)
+    total = pf.metadata.num_rows
+    if total == 0:
+        raise RareflowError(f"{path}: the table has no rows; give a table with events")
+    _check_columns(pf.schema_arrow.names, features, path, method)
+    return pf, total
+
+
+def _scored(det: Detector, df: pd.DataFrame, scores: np.ndarray, calibrator: Any, column: str | None) -> pd.DataFrame:
+    """The chunk with its ``score``, ``prediction`` (score > ``threshold_``), ``threshold`` and gammaness columns."""
+    df = df.assign(score=scores, prediction=(scores > det.threshold_).astype(np.int8), threshold=det.threshold_)
+    if calibrator is not None:
+        df[column] = calibrator(scores)
+    return df
 
 
 def _calibrator(det: Detector, column: str | None) -> Any:

@@ -292,34 +292,14 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, schedule
     """
     ds = load_experiment_data(cfg, cfg.scenario.seeds[0] if data_seed is None else data_seed)
     assert ds.y is not None
-    skipped: dict[str, str] = {}
-    runnable: list[MethodConfig] = []
-    for m in cfg.methods:
-        why = applicability(cfg, m)
-        if why:
-            skipped[m.display] = why
-        else:
-            runnable.append(m)
-    if not runnable:
-        raise RareflowError(f"no configured method can run in the {cfg.scenario.kind} scenario: {skipped}")
+    runnable, skipped = _runnable(cfg)
     splits = {seed: make_split(cfg, ds.y, seed) for seed in cfg.scenario.seeds}
     from rareflow.evaluation.energy import resolve_binning, resolve_sensitivity
 
     ds.binning = resolve_binning(cfg, ds.frame, ds.source, splits, ds.y)  # bad binning: one line, before training
     no_sensitivity = resolve_sensitivity(cfg, ds, ds.binning)
     tasks = [(splits[seed], method) for seed in cfg.scenario.seeds for method in runnable]
-    if scheduler is None:
-        results = []
-        with make_progress() as progress:
-            bar = progress.add_task("compare", total=len(tasks), info="")
-            for split, method in tasks:
-                progress.update(bar, info=f"seed {split.seed} · {method.display}")
-                results.append(run_task(cfg, ds, split, method))
-                progress.advance(bar)
-    else:
-        from rareflow.parallel import run_tasks
-
-        results = run_tasks(scheduler, run_task, [(s, m) for s, m in tasks], shared=(cfg, ds), label="compare")
+    results = _execute(cfg, ds, tasks, scheduler)
     labels = ds.frame["label"].astype(str).to_numpy()
     per_seed, frames = [], []
     gallery = {}
@@ -348,6 +328,37 @@ def run_experiment(cfg: ExperimentConfig, data_seed: int | None = None, schedule
         per_bin=per_bin,
         sensitivity=sensitivity,
     )
+
+
+def _runnable(cfg: ExperimentConfig) -> tuple[list[MethodConfig], dict[str, str]]:
+    """The methods that apply to the scenario, and why each other one is skipped."""
+    skipped: dict[str, str] = {}
+    runnable: list[MethodConfig] = []
+    for m in cfg.methods:
+        why = applicability(cfg, m)
+        if why:
+            skipped[m.display] = why
+        else:
+            runnable.append(m)
+    if not runnable:
+        raise RareflowError(f"no configured method can run in the {cfg.scenario.kind} scenario: {skipped}")
+    return runnable, skipped
+
+
+def _execute(cfg: ExperimentConfig, ds: Dataset, tasks: list[tuple[Split, MethodConfig]], scheduler: str | None) -> list[Any]:
+    """Every (split, method) task, in this process (with a progress bar) or on Dask; results in task order."""
+    if scheduler is not None:
+        from rareflow.parallel import run_tasks
+
+        return run_tasks(scheduler, run_task, [(s, m) for s, m in tasks], shared=(cfg, ds), label="compare")
+    results = []
+    with make_progress() as progress:
+        bar = progress.add_task("compare", total=len(tasks), info="")
+        for split, method in tasks:
+            progress.update(bar, info=f"seed {split.seed} · {method.display}")
+            results.append(run_task(cfg, ds, split, method))
+            progress.advance(bar)
+    return results
 
 
 def _energy_outputs(

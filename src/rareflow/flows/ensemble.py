@@ -268,15 +268,11 @@ def train_ensemble(
     if lr_reference_batch:
         lr = lr * math.sqrt(min(batch_size, len(train_data)) / lr_reference_batch)
     dev = resolve_device(device)
-    for model in models:
-        model.to(dev)
+    models = [model.to(dev) for model in models]
     train_data = train_data.to(dev)
     valid = _fixed_subset(valid_data.to(dev) if valid_data is not None else None, valid_rows, seeds[0])
     stack = _Stack(models, wrap)
-    calls = (
-        _Call(stack.base, stack.view, loss_fn),
-        _Call(stack.base, stack.view, val_loss_fn or loss_fn, evaluate=True),
-    )
+    calls = (_Call(stack.base, stack.view, loss_fn), _Call(stack.base, stack.view, val_loss_fn or loss_fn, evaluate=True))
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                     clip_grad=clip_grad, patience=patience, min_delta=min_delta, seeds=seeds,
                     eval_batch_size=eval_batch_size, progress=progress, description=description, callback=callback)  # fmt: skip

@@ -155,6 +155,27 @@ def _extract_file_task(path: str, options: dict[str, Any]) -> tuple[pd.DataFrame
     return pd.concat(frames, ignore_index=True), stream.n_events
 
 
+def _tables(
+    streams: list[SimtelStream], scheduler: str | None, n_workers: int | None, options: dict[str, Any]
+) -> Iterator[tuple[pd.DataFrame | None, int]]:
+    """``(rows, events read for them)`` in input order: streamed here, or one Dask task per file.
+    ``None`` rows stand for a file's trailing events without images (they still count as read)."""
+    if scheduler is None:
+        for stream in streams:
+            seen = 0
+            for df in stream:
+                yield df, stream.n_events - seen
+                seen = stream.n_events
+            if stream.n_events > seen:
+                yield None, stream.n_events - seen
+        return
+    from rareflow.parallel import dask_client, map_ordered
+
+    with dask_client(scheduler, n_workers) as client:
+        tasks = ((str(s.path.resolve()), options) for s in streams)
+        yield from map_ordered(client, _extract_file_task, tasks)
+
+
 def extract_to_parquet(
     files: str | os.PathLike[str] | list[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -192,34 +213,21 @@ def extract_to_parquet(
         bar = progress.add_task("extract" + (" (dask)" if scheduler else ""), total=total, info="")
         writer: pq.ParquetWriter | None = None
 
-        def write(df: pd.DataFrame, n_ev: int) -> None:
+        def write(df: pd.DataFrame | None, n_ev: int) -> None:
             nonlocal writer, rows, events
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            rows += len(df)
+            if df is not None:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                rows += len(df)
             events += n_ev
             rate = events / max(time.perf_counter() - t0, 1e-9)
             progress.update(bar, advance=n_ev, info=f"{events:,} events, {rows:,} rows, {rate:,.1f} events/s")
 
         try:
-            if scheduler is None:
-                for stream in streams:
-                    seen = 0
-                    for df in stream:
-                        write(df, stream.n_events - seen)
-                        seen = stream.n_events
-                    if stream.n_events > seen:  # trailing events without images
-                        progress.update(bar, advance=stream.n_events - seen)
-                        events += stream.n_events - seen
-            else:
-                from rareflow.parallel import dask_client, map_ordered
-
-                with dask_client(scheduler, n_workers) as client:
-                    tasks = ((str(s.path.resolve()), options) for s in streams)
-                    for df, n_ev in map_ordered(client, _extract_file_task, tasks):
-                        write(df, n_ev)
+            for df, n_ev in _tables(streams, scheduler, n_workers, options):
+                write(df, n_ev)
         finally:
             if writer is not None:
                 writer.close()
