@@ -131,19 +131,7 @@ class CNNClassifier(ImageDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.channels = channels
-        self.hidden = hidden
-        self.dropout = dropout
-        self.coords = coords
-        self.hillas = hillas
-        self.augment = augment
-        self.lattice = lattice
-        self.balance = balance
-        self.log_features = log_features
-        self.activation = activation
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     @property
     def uses_features(self) -> bool:

@@ -166,25 +166,7 @@ class ConvAutoencoderDetector(MapDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.channels = channels
-        self.bottleneck = bottleneck
-        self.latent = latent
-        self.hidden = hidden
-        self.coords = coords
-        self.loss = loss
-        self.denoise = denoise
-        self.map = map
-        self.scale = scale
-        self.pull_cap = pull_cap
-        self.neighbours = neighbours
-        self.pull_context = pull_context
-        self.smooth = smooth
-        self.activation = activation
-        self.reduce = reduce
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- the template's hooks --------------------------------------------------------------------
     def _check_params(self) -> None:

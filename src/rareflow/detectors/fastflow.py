@@ -154,30 +154,7 @@ class FastFlowDetector(MapDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.fit_on = fit_on
-        self.backbone = backbone
-        self.channels = channels
-        self.latent = latent
-        self.feature_stage = feature_stage
-        self.backbone_epochs = backbone_epochs
-        self.steps = steps
-        self.hidden = hidden
-        self.kernels = kernels
-        self.clamp = clamp
-        self.position = position
-        self.feature_noise = feature_noise
-        self.activation = activation
-        self.map = map
-        self.reduce = reduce
-        self.loss = loss
-        self.rare = rare
-        self.warmup_epochs = warmup_epochs
-        self.c = c
-        self.c_quantile = c_quantile
-        self.rare_reduction = rare_reduction
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_params(self) -> None:

@@ -72,15 +72,7 @@ class GBDTDetector(Detector):
         random_state: int = 0,
         threshold: dict[str, Any] | None = None,
     ) -> None:
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.threshold = threshold
+        self._store(locals())
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
         self.model_ = HistGradientBoostingClassifier(

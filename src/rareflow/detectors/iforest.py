@@ -41,12 +41,7 @@ class IsolationForestDetector(Detector):
         n_jobs: int | None = None,
         threshold: dict[str, Any] | None = None,
     ) -> None:
-        self.fit_on = fit_on
-        self.n_estimators = n_estimators
-        self.max_samples = max_samples
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.threshold = threshold
+        self._store(locals())
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None) -> None:
         self.model_ = IsolationForest(

@@ -99,22 +99,7 @@ class ImageFlowClassifier(ImageDetector):
         training: dict[str, Any] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.channels = channels
-        self.latent = latent
-        self.feature_stage = feature_stage
-        self.backbone_epochs = backbone_epochs
-        self.steps = steps
-        self.hidden = hidden
-        self.kernels = kernels
-        self.clamp = clamp
-        self.position = position
-        self.feature_noise = feature_noise
-        self.discriminative = discriminative
-        self.balance = balance
-        self.activation = activation
-        self.threshold = threshold
-        self.training = training
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_params(self) -> None:
         channels = channel_list(self.channels, "channels", self.name)

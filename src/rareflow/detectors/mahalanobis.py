@@ -43,9 +43,7 @@ class MahalanobisDetector(Detector):
     param_specs: ClassVar[dict[str, Any]] = {"ridge": Number(low=0)}
 
     def __init__(self, fit_on: str = "bulk", ridge: float = 1e-6, threshold: dict[str, Any] | None = None) -> None:
-        self.fit_on = fit_on
-        self.ridge = ridge
-        self.threshold = threshold
+        self._store(locals())
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         """Hook for subclasses that map the features first (``power-mahalanobis``)."""
