@@ -62,6 +62,12 @@ def table(metrics: Path) -> str:
         best_a = min((m for m in methods if acc[m] is not None), key=lambda m: acc[m], default="–") if fair else "–"
         best_s = min((m for m in methods if rel[m] is not None), key=lambda m: rel[m], default="–")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {best_a} | {best_s} |")
+    lines += ["", "Integrated over energy (test set, mean ± std over seeds; efficiency at 1 % proton acceptance, "
+              "cut on the test protons; fit time per seed):", "",
+              "| method | ROC AUC | gamma eff @ 1 % protons | fit s |", "|---|---|---|---|"]
+    for m, r in doc["methods"].items():
+        e, s = r["rare_efficiency_at_bulk_acceptance"]["0.01"], r["rare_efficiency_at_bulk_acceptance_std"]["0.01"]
+        lines.append(f"| {m} | {r['auc']:.4f} ± {r['auc_std']:.4f} | {e:.3f} ± {s:.3f} | {r['fit_seconds']:.0f} |")
     exp = sens.get("expected") or {}
     lines += ["", "° fewer than 20 test events of a class in the bin (low statistics); "
               "ᶠ too few training events of the rule's class: the pooled cut (pyirf's fill value) is used; "
