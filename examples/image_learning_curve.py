@@ -54,7 +54,9 @@ def main() -> None:
                     help="subsample the test gammas to this fraction (default: all of them; AUC and the "
                          "efficiency at a bulk acceptance do not depend on the mix, and more gammas = smaller errors)")
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seeds the simulation, the split and every fit")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
+                    help=f"a subset of {', '.join(METHODS)}")
     args = ap.parse_args()
     grids, X, y = simulate(int(3.0 * (max(args.sizes) + 2 * args.test)), args.seed)  # ~40% of events fail cleaning
     rng = np.random.default_rng(args.seed)
@@ -69,7 +71,7 @@ def main() -> None:
         if n > len(train_pool):
             print(f"(only {len(train_pool)} training events for N = {n}: simulate more)")
         tr = train_pool[:n]
-        for m in METHODS:
+        for m in args.methods:
             t0 = time.perf_counter()
             s = fit_score(m, grids, X, y, tr, te, args.epochs, args.seed)
             res = evaluate_scores(y[te], s, None)

@@ -51,6 +51,7 @@ JOBS = (
         "python examples/results_table.py --full out/sim_images/metrics.json"),
     Job("energy", ("rareflow compare --config examples/energy_study.yaml --out out/energy_study",),
         "python examples/energy_study.py --table out/energy_study/metrics.json", "docs/energy.md"),
+    Job("image_learning_curve", (), "python examples/image_learning_curve.py --sizes 5000 10000 20000 40000 --test 10000"),
     Job("sim_rare_1e-4", ("rareflow compare --config examples/sim_rare_1e-4.yaml --out out/sim_rare_1e-4",),
         "python examples/results_table.py --full out/sim_rare_1e-4/metrics.json"),
 )  # fmt: skip
