@@ -190,3 +190,15 @@ def test_stacked_guard_decides_as_one_batch_guard_per_member() -> None:
             if not ok:
                 present[k] = False  # diverged: train() would stop here
     assert not present.all()  # the test reached the limits, so it checks them
+
+
+def test_class_balanced_weights_give_each_class_half() -> None:
+    from rareflow.training import class_balanced_weights
+
+    y = np.array([0, 0, 0, 1, 0, 1, 0, 0])
+    w = np.array([1.0, 2.0, 1.0, 5.0, 1.0, 1.0, 3.0, 1.0])
+    b = class_balanced_weights(y, w)
+    assert np.isclose(b[y == 0].sum(), len(y) / 2) and np.isclose(b[y == 1].sum(), len(y) / 2)
+    np.testing.assert_allclose(b[y == 0] / b[y == 0].sum(), w[y == 0] / w[y == 0].sum())  # shape within a class kept
+    np.testing.assert_array_equal(class_balanced_weights(y, w, balance=False), w)
+    np.testing.assert_array_equal(class_balanced_weights(y, None, balance=False), np.ones(len(y)))

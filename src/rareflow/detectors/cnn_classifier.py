@@ -56,7 +56,7 @@ from rareflow.flows.preprocessing import Preprocessor
 from rareflow.iact.images import ImagesWithFeatures, check_images, grid_symmetries
 from rareflow.nets.activations import ACTIVATIONS
 from rareflow.nets.conv import ConvClassifierNet
-from rareflow.training import Batch, weighted_mean
+from rareflow.training import Batch, class_balanced_weights, weighted_mean
 
 LATTICES = ("auto", "hexagonal", "square")
 
@@ -163,11 +163,7 @@ class CNNClassifier(ImageDetector):
     def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Labels as the target; with ``balance`` each class gets half of the total weight."""
         assert y is not None
-        w = np.ones(len(X)) if w is None else np.asarray(w, dtype=float)
-        if self.balance:
-            for cls in (0, 1):
-                w = np.where(y == cls, w / max(w[y == cls].sum(), 1e-300), w)
-            w = w * len(X) / w.sum()
+        w = class_balanced_weights(y, w, bool(self.balance))
         return X, y, w
 
     # -- model -----------------------------------------------------------------------------------

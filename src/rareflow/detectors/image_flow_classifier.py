@@ -41,6 +41,7 @@ from rareflow.flows.selfsup import class_nll_loss
 from rareflow.nets.activations import ACTIVATIONS
 from rareflow.nets.backbone import FrozenFeatures, StandardisedFeatures
 from rareflow.nets.conv import ConvEncoder
+from rareflow.training import class_balanced_weights
 
 
 class ClassFlows2d(StandardisedFeatures):
@@ -118,11 +119,7 @@ class ImageFlowClassifier(ImageDetector):
     def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Images (n, 1, H, W), labels as the class, each class half of the weight with ``balance``."""
         assert y is not None
-        w = np.ones(len(X)) if w is None else np.asarray(w, dtype=float)
-        if self.balance:
-            for cls in (0, 1):
-                w = np.where(y == cls, w / max(w[y == cls].sum(), 1e-300), w)
-            w = w * len(X) / w.sum()
+        w = class_balanced_weights(y, w, bool(self.balance))
         return X[:, None], y, w
 
     def _loss(self) -> Any:

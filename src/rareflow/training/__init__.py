@@ -13,7 +13,7 @@
 * :mod:`~rareflow.training.weights` — ``state_dict`` <-> numpy arrays, architecture-checked import.
 """
 
-from rareflow.training.batch import Batch, make_batch, to_tensor, weighted_mean
+from rareflow.training.batch import Batch, class_balanced_weights, make_batch, to_tensor, weighted_mean
 from rareflow.training.config import TrainConfig, train_config
 from rareflow.training.device import resolve_device, torch_threads
 from rareflow.training.divergence import TrainingDiverged, apply_policy
@@ -27,5 +27,5 @@ __all__ = [
     "INIT", "SCORE", "SPLIT", "SYNTHETIC", "TRAIN", "Batch", "TrainConfig", "TrainingDiverged", "apply_policy",
     "child_seed", "evaluate_loss", "fit_model", "load_module", "make_batch", "module_arrays", "predict_batched",
     "prefixed", "resolve_device", "score_seed", "seeded", "small_history", "split_indices", "stratified_split",
-    "to_tensor", "torch_threads", "train", "train_config", "weighted_mean",
+    "class_balanced_weights", "to_tensor", "torch_threads", "train", "train_config", "weighted_mean",
 ]  # fmt: skip

@@ -63,3 +63,14 @@ def weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
     if weight is None:
         return values.mean()
     return (values * weight).sum() / weight.sum().clamp_min(torch.finfo(values.dtype).tiny)
+
+
+def class_balanced_weights(y: np.ndarray, w: np.ndarray | None, balance: bool = True) -> np.ndarray:
+    """Event weights (ones when ``w`` is None); with ``balance`` each class (0 / 1) gets half of
+    the total, rescaled so the weights sum to the number of rows (the loss keeps its scale)."""
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    if balance:
+        for cls in (0, 1):
+            w = np.where(y == cls, w / max(w[y == cls].sum(), 1e-300), w)
+        w = w * len(y) / w.sum()
+    return w
