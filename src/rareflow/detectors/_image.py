@@ -31,7 +31,7 @@ from rareflow.errors import RareflowError
 from rareflow.iact.images import check_images
 from rareflow.nets.conv import ConvAutoencoderNet
 from rareflow.nets.backbone import FrozenFeatures
-from rareflow.training import INIT, SPLIT, Batch, make_batch, seeded, split_indices, weighted_mean
+from rareflow.training import INIT, SPLIT, Batch, seeded, split_indices, training_rows, weighted_mean
 
 REDUCES = ("mean", "max")
 #: parameter checks shared by the image detectors
@@ -48,6 +48,18 @@ def channel_list(value: Any, name: str, method: str) -> tuple[int, ...]:
     if not ok:
         raise RareflowError(f"method '{method}': parameter {name}={value!r:.60} is invalid; it must be a list of sizes >= 1, e.g. [16, 32]")
     return out
+
+
+def varying_cells(X: np.ndarray, step: int = 8192) -> np.ndarray:
+    """Boolean mask over ``X.shape[1:]``: the cells whose value is not the same in every image
+    (max > min), computed in chunks of ``step`` images (``X`` may be a memory-mapped file)."""
+    if len(X) == 0:
+        return np.zeros(X.shape[1:], dtype=bool)
+    lo, hi = X[0].copy(), X[0].copy()
+    for a in range(0, len(X), step):
+        chunk = np.asarray(X[a : a + step])
+        lo, hi = np.minimum(lo, chunk.min(axis=0)), np.maximum(hi, chunk.max(axis=0))
+    return hi > lo
 
 
 def log_reconstruction_loss(model: nn.Module, batch: Batch) -> Tensor:
@@ -89,8 +101,8 @@ class ImageDetector(TorchDetector):
             net = ConvAutoencoderNet(tuple(channels), int(latent), activation)
         tr, va = split_indices(len(X), self.training_config().validation_fraction, self._seed(SPLIT, "backbone"))
         rows, w32 = X[:, None], None if w is None else np.asarray(w, dtype=np.float32)
-        valid = make_batch(rows, va, None, w32) if len(va) else None
-        hist = self._train(net, log_reconstruction_loss, make_batch(rows, tr, None, w32), valid, None,
+        valid = training_rows(rows, va, None, w32) if len(va) else None
+        hist = self._train(net, log_reconstruction_loss, training_rows(rows, tr, None, w32), valid, None,
                            f"{self.name} backbone (conv autoencoder)", epochs=int(epochs), key="backbone-train")  # fmt: skip
         return FrozenFeatures(net.encoder.cpu(), int(upto)), hist
 

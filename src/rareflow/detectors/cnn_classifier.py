@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._image import ImageDetector, channel_list
+from rareflow.detectors._image import ImageDetector, channel_list, varying_cells
 from rareflow.detectors.base import Detector, FittedState, Kind
 from rareflow.detectors.params import Choice, Flag, Names, Number, Sizes
 from rareflow.errors import RareflowError
@@ -170,7 +170,7 @@ class CNNClassifier(ImageDetector):
     def _symmetries(self, X: np.ndarray) -> np.ndarray:
         """Camera symmetries of the grid (cells varying over the training images), per ``lattice``."""
         hw = self.image_shape_[0] * self.image_shape_[1]
-        cells = (X[:, :hw].std(axis=0) > 0).reshape(self.image_shape_)
+        cells = varying_cells(X[:, :hw]).reshape(self.image_shape_)
         if self.lattice != "auto":
             return grid_symmetries(cells, self.lattice)
         return max((grid_symmetries(cells, lat) for lat in ("hexagonal", "square")), key=len)

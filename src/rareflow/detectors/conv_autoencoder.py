@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list
+from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list, varying_cells
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.detectors.params import Choice, Flag, Number
 from rareflow.errors import RareflowError
@@ -65,7 +65,7 @@ from rareflow.iact.images import expm1_charge
 from rareflow.nets.activations import ACTIVATIONS
 from rareflow.nets.conv import ConvAutoencoderNet
 from rareflow.outliers.blobs import add_light_blobs
-from rareflow.training import SPLIT, TRAIN, Batch, split_indices, weighted_mean
+from rareflow.training import SPLIT, TRAIN, Batch, StreamedRows, split_indices, weighted_mean
 
 MAPS = ("pull", "error")
 SCALES = ("poisson", "learned")
@@ -121,6 +121,8 @@ def reconstruction_loss(loss: str = "log", denoise: float = 0.0, cells: Tensor |
 def _corrupted_validation(batch: Batch, cells: Tensor, denoise: float, seed: int) -> Batch:
     """The validation images with synthetic blobs, drawn once (fixed seed), clean images as ``context``."""
     gen = torch.Generator().manual_seed(seed)
+    if isinstance(batch, StreamedRows):  # rows of a memory-mapped file: the validation share is read once
+        batch = batch.load()
     noisy = torch.cat([add_light_blobs(batch.x[i : i + 64], cells, denoise, gen) for i in range(0, len(batch), 64)])
     return Batch(x=noisy, context=batch.x, weight=batch.weight)
 
@@ -177,7 +179,7 @@ class ConvAutoencoderDetector(MapDetector):
             raise RareflowError("pull_context needs scale: learned (the poisson scale has no context)")
 
     def _build_model(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> ConvAutoencoderNet:
-        self._cells = torch.from_numpy((X.std(axis=0) > 0).astype(np.float32))
+        self._cells = torch.from_numpy(varying_cells(X).astype(np.float32))
         latent = BOTTLENECK_LATENT[self.bottleneck] if self.latent is None else int(self.latent)
         return ConvAutoencoderNet(channel_list(self.channels, "channels", self.name), latent, self.activation,
                                   coords=bool(self.coords), bottleneck=self.bottleneck, grid=X.shape[1:],
@@ -213,7 +215,7 @@ class ConvAutoencoderDetector(MapDetector):
         """Robust spread of the charge residual vs the reconstruction, on held-out training images."""
         _, va = split_indices(len(X), self.training_config().validation_fraction, self._seed(SPLIT))
         Xv = X[va] if len(va) >= 10 else X
-        varying = X.std(axis=0) > 0
+        varying = varying_cells(X)
         if not varying.any():
             raise RareflowError("conv-autoencoder map: pull needs training images that vary")
         rec_full = self._reconstruct(Xv)

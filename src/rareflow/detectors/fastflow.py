@@ -56,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from rareflow.detectors import register
-from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list
+from rareflow.detectors._image import IMAGE_SPECS, MapDetector, channel_list, varying_cells
 from rareflow.detectors.base import FittedState, Kind
 from rareflow.detectors.params import Choice, Flag, Number, Sizes
 from rareflow.errors import RareflowError
@@ -230,7 +230,7 @@ class FastFlowDetector(MapDetector):
         """R: the other class's images, or the B images with blobs of extra light (seed key ``synthetic``)."""
         if self.rare == "labelled":
             return self._other
-        cells = torch.from_numpy((X_B.std(axis=0) > 0).astype(np.float32))
+        cells = torch.from_numpy(varying_cells(X_B).astype(np.float32))
         seed = self._seed(SYNTHETIC)
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
         u = torch.from_numpy(np.ascontiguousarray(X_B[:, None]))

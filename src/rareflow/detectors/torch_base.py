@@ -45,7 +45,7 @@ from rareflow.training import (
     child_seed,
     fit_model,
     load_module,
-    make_batch,
+    training_rows,
     module_arrays,
     predict_batched,
     resolve_device,
@@ -137,7 +137,7 @@ class TorchDetector(Detector):
         label = None if label is None else np.asarray(label, dtype=np.float32)
         tr, va = self._split(rows, label)
         self.history_ = self._train(
-            self.model_, self._loss(), make_batch(rows, tr, label, w), make_batch(rows, va, label, w), self._val_loss(),
+            self.model_, self._loss(), training_rows(rows, tr, label, w), training_rows(rows, va, label, w), self._val_loss(),
             self._description(),
         )
         self.model_.to(resolve_device(cfg.device))

@@ -362,7 +362,8 @@ def check_images(X: Any, shape: tuple[int, int] | None = None, method: str = "im
         raise RareflowError(f"method '{method}' got no training images")
     if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
         raise RareflowError(f"method '{method}' was trained on {tuple(shape)} images, got {tuple(arr.shape[1:])}; use the same camera")
-    if not np.isfinite(arr).all():
+    step = 8192  # in chunks: a memory-mapped image file is checked without loading it whole
+    if not all(np.isfinite(arr[a : a + step]).all() for a in range(0, len(arr), step)):
         raise RareflowError(f"method '{method}': images contain NaN/inf; normalise them with log1p_charge")
     return arr
 

@@ -10,6 +10,7 @@
 * :mod:`~rareflow.training.seeds` — the fixed seed keys and :func:`seeded` RNG blocks;
 * :mod:`~rareflow.training.split` — seeded validation splits;
 * :mod:`~rareflow.training.inference` — :func:`predict_batched`;
+* :mod:`~rareflow.training.stream` — :class:`StreamedRows`: training rows read from a memory-mapped file a batch at a time;
 * :mod:`~rareflow.training.weights` — ``state_dict`` <-> numpy arrays, architecture-checked import.
 """
 
@@ -21,6 +22,7 @@ from rareflow.training.inference import predict_batched
 from rareflow.training.loop import evaluate_loss, fit_model, small_history, train
 from rareflow.training.seeds import INIT, SCORE, SPLIT, SYNTHETIC, TRAIN, child_seed, score_seed, seeded
 from rareflow.training.split import split_indices, stratified_split
+from rareflow.training.stream import StreamedRows, is_disk_backed, training_rows
 from rareflow.training.weights import load_module, module_arrays, prefixed
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "child_seed", "evaluate_loss", "fit_model", "load_module", "make_batch", "module_arrays", "predict_batched",
     "prefixed", "resolve_device", "score_seed", "seeded", "small_history", "split_indices", "stratified_split",
     "class_balanced_weights", "to_tensor", "torch_threads", "train", "train_config", "weighted_mean",
+    "StreamedRows", "is_disk_backed", "training_rows",
 ]  # fmt: skip

@@ -37,6 +37,10 @@ class Batch:
         """Sum of weights (row count without weights)."""
         return float(self.weight.sum()) if self.weight is not None else float(len(self))
 
+    def order(self, gen: torch.Generator) -> Tensor:
+        """One epoch's visiting order: a permutation of all rows (drawn on the CPU with ``gen``)."""
+        return torch.randperm(len(self), generator=gen).to(self.x.device)
+
 
 def to_tensor(a: np.ndarray | None, dtype: torch.dtype = torch.float32) -> Tensor | None:
     """numpy -> torch (float32 by default); None stays None."""

@@ -32,7 +32,10 @@ def predict_batched(
     out: np.ndarray | None = None
     with torch_threads(n_threads), torch.inference_mode():
         for start in range(0, len(X), bs):
-            xb = torch.from_numpy(np.ascontiguousarray(X[start : start + bs])).to(device=device, dtype=dtype)
+            chunk = np.ascontiguousarray(X[start : start + bs])
+            if not chunk.flags.writeable:  # a read-only memory-mapped file: torch wants its own copy
+                chunk = chunk.copy()
+            xb = torch.from_numpy(chunk).to(device=device, dtype=dtype)
             res = fn(xb).detach().cpu().numpy()
             if out is None:
                 out = np.empty((len(X), *res.shape[1:]), dtype=out_dtype)

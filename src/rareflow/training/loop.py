@@ -190,7 +190,7 @@ class _Run:
     def epoch(self, epoch: int) -> float:
         """One pass over the shuffled training rows; the weighted mean training loss."""
         self.model.train()
-        perm = torch.randperm(len(self.train_data), generator=self.gen).to(self.train_data.x.device)
+        perm = self.train_data.order(self.gen)  # Batch: all rows shuffled; StreamedRows: block shuffle
         total, weight = 0.0, 0.0
         for step in range(self.steps):
             batch = self.train_data.index(perm[step * self.batch_size : (step + 1) * self.batch_size])
