@@ -16,6 +16,7 @@ input) and by batched scoring.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,14 +33,12 @@ from rareflow.iact.valid_events import parametrise_chunk
 
 __all__ = ["open_grids", "simulate_grids", "write_grids"]
 
-_COPY_ROWS = 8192
-
-
 def write_grids(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], shape: tuple[int, int]) -> int:
     """Write chunks of ``(m, H, W)`` grids as one float32 ``.npy`` of all rows; returns the row count.
 
     Memory: one chunk. The rows go to a raw temporary file first (their number is known only at
-    the end), then into the ``.npy`` beside the target, which is renamed onto it on success.
+    the end), then behind an ``.npy`` header into a temporary file beside the target, which is
+    renamed onto it on success.
     """
     h, w = (int(s) for s in shape)
     target = Path(path)
@@ -47,16 +46,10 @@ def write_grids(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], shap
         raw = tmp.with_name(tmp.name + ".raw")  # hidden beside the target; removed whatever happens
         try:
             n = _write_raw(raw, chunks, target, (h, w))
-            if n == 0:  # a zero-length file cannot be memory-mapped
-                with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
-                    np.save(f, np.empty((0, h, w), dtype=np.float32))
-                return 0
-            src = np.memmap(raw, dtype=np.float32, mode="r", shape=(n, h, w))
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, h, w))
-            for a in range(0, n, _COPY_ROWS):
-                out[a : a + _COPY_ROWS] = src[a : a + _COPY_ROWS]
-            out.flush()
-            del out, src
+            with open(tmp, "wb") as out, open(raw, "rb") as src:  # plain file I/O: nothing mapped, 16 MiB at a time
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (n, h, w)}
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(src, out, 16 * 2**20)
         finally:
             raw.unlink(missing_ok=True)
     return n
