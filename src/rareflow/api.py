@@ -129,6 +129,58 @@ def train_model(
     return det
 
 
+def train_image_model(
+    method: str,
+    data: str | Path | pd.DataFrame,
+    images: str | Path,
+    out: str | Path | None = None,
+    *,
+    features: str | Sequence[str] | None = None,
+    fit_on: str | None = None,
+    rare_label: str = "gamma",
+    bulk_labels: Sequence[str] | None = None,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Detector:
+    """Fit an image method on the ``.npz`` of ``rareflow simulate --images-out`` and (if ``out``)
+    save it; ``data`` is the event table written beside it (labels, ``is_valid``, Hillas columns),
+    joined on ``event_id``. The model remembers the images' camera (name, pixels, grid), so that
+    ``rareflow score`` refuses images of another camera. Seeds, ``fit_on`` and ``params`` as
+    :func:`train_model`; ``features`` only for methods that read the table too (``cnn-classifier``
+    with ``hillas: true``)."""
+    from rareflow.iact.images import ImagesWithFeatures, load_simulated
+
+    cls = detector_class(method)
+    if getattr(cls, "input", "table") != "image":
+        raise RareflowError(f"method '{method}' reads tables, not images; train it without --images")
+    params = dict(params or {})
+    if cls.kind == "one-class":
+        params["fit_on"] = fit_on or params.get("fit_on", "bulk")
+    elif fit_on not in (None, "both"):
+        raise RareflowError(f"--fit-on {fit_on}: {cls.kind} method '{method}' trains on both classes (--fit-on both)")
+    seed = check_seed(seed, "seed")
+    if "random_state" in cls._get_param_names() and "random_state" not in params:
+        params["random_state"] = method_seed(seed, method)
+    det = get_detector(method, **params)
+    imgs = load_simulated(images, data if isinstance(data, pd.DataFrame) else read_table(data))
+    df = imgs.table.assign(image_index=np.arange(len(imgs)))
+    df = keep_valid(df, str(images))
+    uses_table = bool(getattr(det, "uses_features", False))
+    ds = prepare_dataset(
+        df, str(data), parse_feature_list(features) if uses_table else ["image_index"], rare_label, bulk_labels,
+        need_labels=cls.requires_labels or (cls.kind == "one-class" and "label" in df.columns),
+        needed=params["fit_on"] if cls.kind == "one-class" else "both",
+    )  # fmt: skip
+    grids = imgs.grids()[ds.frame["image_index"].to_numpy()]
+    X = ImagesWithFeatures(grids, ds.X) if uses_table else grids
+    seed_everything(method_seed(seed, method))
+    det.fit(X, ds.y, sample_weight=ds.weight)
+    det.remember_camera(imgs.camera, imgs.mapping)
+    if out is not None:
+        save_model(det, out)
+    return det
+
+
 def outliers_command(
     model_path: str | os.PathLike[str],
     n: int,

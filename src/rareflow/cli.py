@@ -104,6 +104,12 @@ def simulate(
         "valid", "--keep", help="valid: draw showers until --n-events are valid (>= 3 pixels after cleaning; thrown "
         "showers counted in the metadata); all: --n-events thrown showers, invalid ones with NaN parameters."
     ),
+    camera_from: Optional[Path] = typer.Option(
+        None, "--camera-from", help="A sim_telarray file: draw the showers on its camera (e.g. LSTCam) instead of the "
+        "toy TAIGA-like one, to train image models that `rareflow score` that file's images with.",
+    ),
+    tel_id: Optional[int] = typer.Option(None, "--tel-id", min=0, help="With --camera-from: the telescope whose camera "
+                                         "is used (default: the first, or the one with most images if cameras differ)."),
     seed: str = SEED,
     quiet: bool = QUIET,
     threads: int = THREADS,
@@ -111,6 +117,10 @@ def simulate(
     """Simulate gamma / proton / muon camera images and write their Hillas parameters."""
     seed_value = _setup(seed, quiet, threads)
     _distinct_outputs(out, {"--images-out": images_out, "--plots": plots})
+    _need_file(camera_from, "--camera-from")
+    if tel_id is not None and camera_from is None:
+        raise RareflowError("--tel-id goes with --camera-from FILE (the sim_telarray file whose camera to use)")
+    refuse_same_file(out, {"--camera-from": camera_from} if camera_from else {})
     from rareflow.iact.simulate import save_images, simulate_events, simulation_summary
     from rareflow.io.metadata import write_parquet
 
@@ -118,8 +128,13 @@ def simulate(
         raise RareflowError(f"--source {short_repr(source)}: use point or diffuse")
     if keep not in ("valid", "all"):
         raise RareflowError(f"--keep {short_repr(keep)}: use valid or all")
+    camera = None
+    if camera_from is not None:
+        from rareflow.iact.simtel_camera import camera_from_simtel
+
+        camera = camera_from_simtel(camera_from, tel_id)
     sim = simulate_events(
-        n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source,
+        n_events, rare_fraction, seed_value, muon_fraction=muon_fraction, source=source, camera=camera,
         dead_pixel_fraction=dead_pixel_fraction, return_images=images_out is not None or plots is not None, keep=keep,
     )
     write_parquet(sim.table, out, simulation=sim.simulation)  # + what was simulated (sensitivity weights)
@@ -129,7 +144,8 @@ def simulate(
         from rareflow.iact.sim_plots import write_simulation_plots
 
         write_simulation_plots(sim.table, sim.images, sim.camera, plots, seed_value)
-    _echo(f"wrote {len(sim.table)} events to {out}: {simulation_summary(sim.table, sim.simulation)}", quiet)
+    on = f" on camera {sim.camera.name} ({sim.camera.n_pixels} pixels)" if camera is not None else ""
+    _echo(f"wrote {len(sim.table)} events{on} to {out}: {simulation_summary(sim.table, sim.simulation)}", quiet)
 
 
 @app.command()
@@ -177,6 +193,10 @@ def train(
     ),
     data: Path = typer.Option(..., "--data", help="Training table (Parquet, CSV, MAGIC, DL1 HDF5)."),
     out: Path = typer.Option(..., "--out", help="Model file to write."),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="Image methods: the .npz of `rareflow simulate --images-out` (--data: the table written "
+        "with it); the model remembers the camera.",
+    ),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (default: all numeric)."),
     fit_on: Optional[str] = typer.Option(
         None, "--fit-on", show_default="bulk for one-class methods, both otherwise",
@@ -204,10 +224,18 @@ def train(
     """
     seed_value = _setup(seed, quiet, threads)
     _need_file(data, "--data")
-    refuse_same_file(out, {"--data": data})
-    from rareflow.api import train_model
+    _need_file(images, "--images")
+    refuse_same_file(out, {"--data": data, "--images": images} if images else {"--data": data})
+    from rareflow.api import train_image_model, train_model
     from rareflow.detectors.working_point import describe_working_point
 
+    if images is not None:
+        if holdout or fmt or drop_nonfinite:
+            raise RareflowError("--holdout, --format and --drop-nonfinite go with table methods; drop them with --images")
+        det = train_image_model(method, data, images, out, features=features, fit_on=fit_on, rare_label=rare_label,
+                                bulk_labels=bulk_label, params=_parse_params(param), seed=seed_value)  # fmt: skip
+        _echo(f"trained {method} on {len(det.decision_scores_)} images of camera {det.camera_['name']}; wrote {out}", quiet)
+        return
     det = train_model(
         method, data, out, features=features, fit_on=fit_on, rare_label=rare_label, bulk_labels=bulk_label,
         params=_parse_params(param), fmt=fmt, drop_nonfinite=drop_nonfinite, seed=seed_value, holdout=holdout,
@@ -219,8 +247,9 @@ def train(
 @app.command()
 def score(
     model: Path = typer.Option(..., "--model", help="Model file from `rareflow train`."),
-    data: Path = typer.Option(..., "--data", help="Table to score."),
+    data: Path = typer.Option(..., "--data", help="Table to score; image models: a sim_telarray file or an .npz of images."),
     out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score, prediction, threshold, gammaness."),
+    tel_id: Optional[int] = typer.Option(None, "--tel-id", min=0, help="Image model, sim_telarray file: the telescope."),
     fmt: Optional[str] = typer.Option(
         None, "--format",
         help="Input parquet | csv | magic | dl1; or dl2: a ctapipe DL1 input scored into a ctapipe DL2 HDF5 --out.",
@@ -243,8 +272,9 @@ def score(
 ) -> None:
     """Score a table with a saved model (higher score = rarer), streaming in bounded memory.
 
-    On the table the model was trained on with `train --holdout F`, only the held-out rows are
-    scored (the training rows are skipped and counted in the output's metadata).
+    An image model scores a sim_telarray file's camera images instead (docs/images.md). On the
+    table the model was trained on with `train --holdout F`, only the held-out rows are scored
+    (the training rows are skipped and counted in the output's metadata).
     """
     _setup(seed, quiet, threads)
     _need_file(model, "--model")
@@ -255,7 +285,11 @@ def score(
     from rareflow.scoring import score_dl2, score_table
 
     t0 = time.perf_counter()
-    if fmt == "dl2":
+    from rareflow.image_scoring import reads_images, score_images
+
+    if reads_images(model, data, fmt, scheduler, tel_id):
+        n = score_images(model, data, out, tel_id=tel_id, gammaness_column=gammaness_column)
+    elif fmt == "dl2":
         if scheduler is not None:
             raise RareflowError("--format dl2 scores in this process; drop --scheduler")
         n = score_dl2(

@@ -29,6 +29,15 @@ class SimulateConfig(_Strict):
     muon_fraction: float = Field(default=0.02, ge=0, lt=1)
     source: Literal["point", "diffuse"] = "point"
     dead_pixel_fraction: float = Field(default=0.0, ge=0, lt=1)
+    #: a sim_telarray file whose camera the showers are drawn on (default: the toy TAIGA-like camera)
+    camera_from: str | None = None
+    tel_id: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _tel_needs_file(self) -> "SimulateConfig":
+        if self.tel_id is not None and self.camera_from is None:
+            raise ValueError("data.simulate.tel_id goes with data.simulate.camera_from (the sim_telarray file)")
+        return self
 
 
 class IdxConfig(_Strict):
@@ -273,8 +282,8 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfi
 def load_config(path: str | Path | None) -> ExperimentConfig:
     """Read and validate an experiment YAML; ``None`` gives the default simulated experiment.
 
-    Relative ``data.path`` values are resolved against the config file's folder first, then the
-    current directory.
+    Relative ``data.path`` (and ``data.images``, ``data.simulate.camera_from``, ...) values are
+    resolved against the config file's folder first, then the current directory.
     """
     if path is None:
         return ExperimentConfig()
@@ -294,6 +303,8 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
         d.images = _resolve(d.images, path)
     if d.idx is not None:
         d.idx.bulk_path, d.idx.rare_path = _resolve(d.idx.bulk_path, path), _resolve(d.idx.rare_path, path)
+    if d.simulate.camera_from:
+        d.simulate.camera_from = _resolve(d.simulate.camera_from, path)
     return cfg
 
 

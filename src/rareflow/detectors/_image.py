@@ -28,7 +28,8 @@ from rareflow.detectors.base import FittedState
 from rareflow.detectors.params import Choice, Sizes
 from rareflow.detectors.torch_base import TorchDetector
 from rareflow.errors import RareflowError
-from rareflow.iact.images import check_images
+from rareflow.iact.camera import CameraGeometry
+from rareflow.iact.images import GridMapping, check_images
 from rareflow.nets.conv import ConvAutoencoderNet
 from rareflow.nets.backbone import FrozenFeatures
 from rareflow.training import INIT, SPLIT, Batch, seeded, split_indices, training_rows, weighted_mean
@@ -83,6 +84,7 @@ class ImageDetector(TorchDetector):
         arr = check_images(X, None if reset else getattr(self, "image_shape_", None), self.name)
         if reset:
             self.image_shape_ = (int(arr.shape[1]), int(arr.shape[2]))
+            self.camera_ = None  # set by remember_camera when the caller knows the camera
             self.n_features_in_ = int(arr.shape[1] * arr.shape[2])
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
@@ -106,10 +108,45 @@ class ImageDetector(TorchDetector):
                            f"{self.name} backbone (conv autoencoder)", epochs=int(epochs), key="backbone-train")  # fmt: skip
         return FrozenFeatures(net.encoder.cpu(), int(upto)), hist
 
+    # -- the camera the images came from -----------------------------------------------------------
+    def remember_camera(self, camera: CameraGeometry, mapping: GridMapping | None = None) -> None:
+        """Record which camera the training images came from (name, pixels, grid), saved with the
+        model so that scoring images of another camera fails clearly (:meth:`check_camera`)."""
+        mapping = mapping or GridMapping.from_camera(camera)
+        grid = [int(mapping.shape[0]), int(mapping.shape[1])]
+        shape = getattr(self, "image_shape_", None)
+        if shape is not None and tuple(shape) != tuple(grid):
+            raise RareflowError(f"method '{self.name}' was trained on {shape[0]}x{shape[1]} images, camera "
+                                f"{camera.name!r} maps to a {grid[0]}x{grid[1]} grid; remember the camera of the training images")  # fmt: skip
+        self.camera_ = {"name": str(camera.name), "n_pixels": int(camera.n_pixels), "grid": grid, "lattice": str(mapping.lattice)}
+
+    def check_camera(self, camera: CameraGeometry, mapping: GridMapping, source: str) -> None:
+        """One-line error when ``camera`` (of the images in ``source``) is not the training camera.
+
+        Models saved without a camera record (older files, or trained on bare arrays) are checked
+        on the grid shape only."""
+        mine = getattr(self, "camera_", None)
+        grid = tuple(int(v) for v in mapping.shape)
+        if mine is not None:
+            same = (mine["name"], int(mine["n_pixels"]), tuple(mine["grid"])) == (str(camera.name), camera.n_pixels, grid)
+            trained = f"camera {mine['name']} ({mine['grid'][0]}x{mine['grid'][1]} grid, {mine['n_pixels']} pixels)"
+        else:
+            shape = tuple(getattr(self, "image_shape_", grid))
+            same = shape == grid
+            trained = f"{shape[0]}x{shape[1]} grid images (camera not recorded)"
+        if not same:
+            raise RareflowError(
+                f"model trained on {trained}, {source} has camera {camera.name} ({grid[0]}x{grid[1]} grid, "
+                f"{camera.n_pixels} pixels); simulate on {camera.name} with `rareflow simulate --camera-from {source}` "
+                "and train on those images"
+            )
+
     # -- persistence -----------------------------------------------------------------------------
     def _export(self) -> FittedState:
         state = super()._export()
         state.json["image_shape"] = list(self.image_shape_)
+        if getattr(self, "camera_", None) is not None:
+            state.json["camera"] = dict(self.camera_)
         return state
 
     def _import(self, state: FittedState) -> None:
@@ -117,7 +154,22 @@ class ImageDetector(TorchDetector):
         if not isinstance(shape, list) or len(shape) != 2:
             raise RareflowError(f"damaged model file: the {self.name} model has no image_shape")
         self.image_shape_ = (int(shape[0]), int(shape[1]))
+        self.camera_ = _camera_record(state.json.get("camera"), self.image_shape_, self.name)
         super()._import(state)
+
+
+def _camera_record(doc: Any, shape: tuple[int, int], method: str) -> dict[str, Any] | None:
+    """The saved camera record, checked; None for files saved before it was recorded."""
+    if doc is None:
+        return None
+    try:
+        rec = {"name": str(doc["name"])[:200], "n_pixels": int(doc["n_pixels"]),
+               "grid": [int(doc["grid"][0]), int(doc["grid"][1])], "lattice": str(doc.get("lattice", ""))[:20]}  # fmt: skip
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise RareflowError(f"damaged model file: the {method} model's camera record is not name/n_pixels/grid") from None
+    if tuple(rec["grid"]) != tuple(shape):
+        raise RareflowError(f"damaged model file: the {method} model's camera grid {rec['grid']} is not its image shape {list(shape)}")
+    return rec
 
 
 class MapDetector(ImageDetector):

@@ -150,6 +150,7 @@ class CNNClassifier(ImageDetector):
         imgs = check_images(images, None if reset else getattr(self, "image_shape_", None), self.name)
         if reset:
             self.image_shape_ = (int(imgs.shape[1]), int(imgs.shape[2]))
+            self.camera_ = None  # set by remember_camera when the caller knows the camera
         flat = imgs.reshape(len(imgs), -1)
         if not self.hillas:
             if reset:

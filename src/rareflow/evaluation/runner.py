@@ -55,7 +55,13 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
     if d.source == "simulate":
         from rareflow.iact.simulate import simulate_events
 
+        camera = None
+        if d.simulate.camera_from:
+            from rareflow.iact.simtel_camera import camera_from_simtel
+
+            camera = camera_from_simtel(d.simulate.camera_from, d.simulate.tel_id)
         sim = simulate_events(
+            camera=camera,
             n_events=d.simulate.n_events,
             rare_fraction=d.simulate.rare_fraction,
             seed=seed,
@@ -64,7 +70,8 @@ def _load_source(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, str, A
             dead_pixel_fraction=d.simulate.dead_pixel_fraction,
             return_images=bool(d.images),
         )
-        source = f"simulated events (seed {seed}, {d.simulate.n_events} events)"
+        on = f", camera {sim.camera.name} of {Path(d.simulate.camera_from).name}" if camera is not None else ""
+        source = f"simulated events (seed {seed}, {d.simulate.n_events} events{on})"
         if not d.images:
             return sim.table, source, None, sim.simulation
         from rareflow.iact.images import GridMapping, ImageSet
@@ -249,6 +256,8 @@ def run_task(cfg: ExperimentConfig, ds: Dataset, split: Split, method: MethodCon
     t0 = time.perf_counter()
     det.fit(_rows(X, split.fit_idx), fit_y, sample_weight=fit_w)
     fit_seconds = time.perf_counter() - t0
+    if hasattr(det, "remember_camera") and ds.camera is not None:
+        det.remember_camera(ds.camera, ds.image_mapping)
     if len(split.calib_idx):
         cal_y = y[split.calib_idx] if split.labelled_training else None
         det.set_threshold_from(_rows(X, split.calib_idx), cal_y, None if w is None else w[split.calib_idx])

@@ -105,12 +105,39 @@ def _render(
     )
 
 
+def nsb_per_pixel(camera: CameraGeometry, cfg: SimulationConfig, nsb_rate: float) -> float | np.ndarray:
+    """Mean NSB p.e. per pixel in the integration window: ``nsb_rate`` is given for a hexagonal pixel
+    of ``cfg.nsb_pixel_deg`` (flat to flat) and scales with each pixel's solid angle, so a camera of
+    0.1 deg pixels sees ~1/13 of the default camera's NSB per pixel. A scalar when every pixel has the
+    reference size (the default camera: the numbers are those of a fixed per-pixel rate)."""
+    ref_area = np.sqrt(3.0) / 2.0 * cfg.nsb_pixel_deg**2
+    scale = np.asarray(camera.pix_area, dtype=np.float64) / ref_area
+    if np.all(scale == 1.0):
+        return nsb_rate * cfg.integration_window_ns
+    return nsb_rate * cfg.integration_window_ns * scale
+
+
+def cleaning_thresholds(camera: CameraGeometry, cfg: SimulationConfig, nsb_rate: float) -> tuple[float, float]:
+    """Tail-cut thresholds [p.e.] for ``camera``: ``cfg.picture_thresh`` / ``boundary_thresh`` are
+    set for the reference pixel (``cfg.nsb_pixel_deg``, ~4 and ~2 pedestal RMS) and scale with the
+    pedestal RMS of the camera's median pixel, so the cleaning keeps the same significance on a camera
+    of smaller pixels (less NSB and less signal per pixel). Unchanged on the default camera."""
+    nsb = np.asarray(nsb_per_pixel(camera, cfg, nsb_rate), dtype=np.float64)
+    ref = nsb_rate * cfg.integration_window_ns
+
+    def rms(mean: float) -> float:
+        return float(np.sqrt(mean * (1.0 + cfg.spe_resolution**2) + cfg.electronic_noise_pe**2))
+
+    scale = 1.0 if nsb.ndim == 0 else rms(float(np.median(nsb))) / rms(ref)
+    return cfg.picture_thresh * scale, cfg.boundary_thresh * scale
+
+
 def _add_noise(
-    rng: np.random.Generator, signal: np.ndarray, cfg: SimulationConfig, nsb_rate: float, dead: np.ndarray
+    rng: np.random.Generator, signal: np.ndarray, cfg: SimulationConfig, nsb_mean: float | np.ndarray, dead: np.ndarray
 ) -> np.ndarray:
-    """Charges [p.e.]: signal + Poisson NSB, single-p.e. resolution, electronic noise, pedestal subtracted."""
-    nsb_mean = nsb_rate * cfg.integration_window_ns
-    total = signal + (rng.poisson(nsb_mean, signal.shape) if nsb_mean > 0 else 0.0)
+    """Charges [p.e.]: signal + Poisson NSB (mean ``nsb_mean`` p.e. per pixel), single-p.e. resolution,
+    electronic noise, pedestal subtracted."""
+    total = signal + (rng.poisson(nsb_mean, signal.shape) if np.any(np.asarray(nsb_mean) > 0) else 0.0)
     smear = rng.standard_normal(signal.shape, dtype=np.float32)
     elec = rng.standard_normal(signal.shape, dtype=np.float32)
     charge = (total + np.sqrt(total) * cfg.spe_resolution * smear + cfg.electronic_noise_pe * elec - nsb_mean).astype(
@@ -143,7 +170,7 @@ def simulate_chunk(
     n_pe = np.zeros(n)
     if parts:
         signal, n_pe = _render(rng, _concat(parts), n, cam, cfg)
-    images = _add_noise(rng, signal, cfg, nsb_rate, dead)
+    images = _add_noise(rng, signal, cfg, nsb_per_pixel(cam, cfg, nsb_rate), dead)
     df = pd.DataFrame({"label": labels.astype(str), "true_particle": [PARTICLE_IDS[x] for x in labels]})
     df["true_particle"] = df["true_particle"].astype(np.int64)
     for key in cols:

@@ -81,6 +81,8 @@ Camera and electronics
 * Poisson photo-electrons (photon by photon; images brighter than ``max_photons`` use that many
   photons with weights, which slightly over-disperses the brightest images).
 * Night-sky background: Poisson with mean ``nsb_rate`` x ``integration_window_ns`` p.e. per pixel
+  of the default 0.36 deg size (``nsb_pixel_deg``; other pixels scale with their solid angle, so
+  the NSB per square degree, not per pixel, is the same on every camera geometry)
   (default 0.12 p.e./ns x 20 ns = 2.4 p.e.): a dark-site flux of ~2e12 photons m^-2 s^-1 sr^-1
   (Preuss et al. 2002, NIM A 481, 229) on a 0.36 deg pixel, 10 m^2 and 10 % efficiency gives
   ~0.07 p.e./ns; subtracted on average (pedestal); single-p.e. charge resolution 40 %; electronic
@@ -89,6 +91,10 @@ Camera and electronics
 
 Cleaning: tail cuts 7 / 3.5 p.e. (picture / boundary; ~4 and ~2 times the pedestal RMS of ~1.7
 p.e.), no minimum of picture neighbours; ~1 % of pure-noise events survive with >= 3 pixels.
+On a camera of other pixels (``rareflow simulate --camera-from FILE``) the NSB per pixel scales with
+the pixel solid angle and the tail cuts with the pedestal RMS (same ~4 / ~2 sigma): LSTCam's 0.1 deg
+pixels get ~2.7 / 1.4 p.e. Every angle of the model (widths, lengths, view cones) is in degrees, so
+the showers are the same on the sky; only the pixelisation differs.
 
 Calibration, honestly: the tilt, the proton viewcone, the NSB level and the cleaning levels were
 chosen within their plausible ranges so that a gradient-boosting classifier on the Hillas table
@@ -157,6 +163,7 @@ class SimulationConfig:
     mirror_radius_m: float = 1.78  # sqrt(10 m^2 / pi)
     muon_max_impact_factor: float = 1.5
     integration_window_ns: float = 20.0
+    nsb_pixel_deg: float = 0.36  # the pixel (flat to flat) nsb_rate is given for; NSB scales with pixel solid angle
     spe_resolution: float = 0.4
     electronic_noise_pe: float = 0.5
     max_photons: int = 4000

@@ -161,7 +161,7 @@ def simulate_events(
     thrown spectrum. ``keep="all"``: ``n_events`` thrown showers, invalid ones with NaN parameters.
     ``source``: ``"point"`` (gammas from the camera centre) or ``"diffuse"`` (gammas uniform within
     ``config.diffuse_radius_deg``); alpha / dist / miss are always relative to the camera centre.
-    ``nsb_rate``: night-sky background per pixel [p.e./ns]. The table holds the SPEC Hillas columns,
+    ``nsb_rate``: night-sky background [p.e./ns] per pixel of 0.36 deg (scaled by pixel solid angle). The table holds the SPEC Hillas columns,
     ``is_valid`` (False: < 3 pixels survived the cleaning; parameters NaN), ``label``, ``event_id``
     and the truth: ``true_particle`` (0 gamma, 101 proton, 2 muon), ``true_energy`` [TeV],
     ``true_impact`` [m] (muons: impact on the mirror plane), ``true_source_x/_y`` [deg] (muons: ring
@@ -189,7 +189,7 @@ def simulate_events(
     for a, chunk, truth in chunks:  # images are parametrised chunk by chunk: memory ~ one chunk
         if images is not None:
             images[a : a + len(chunk)] = chunk
-        parts.append(parametrise_chunk(chunk, truth, cam, cfg))
+        parts.append(parametrise_chunk(chunk, truth, cam, cfg, nsb_rate))
     table = pd.concat(parts, ignore_index=True)
     first = ["event_id", "label"]
     table = table[first + [c for c in table.columns if c not in first]]

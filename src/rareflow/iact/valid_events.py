@@ -21,7 +21,7 @@ import pandas as pd
 
 from rareflow.errors import RareflowError
 from rareflow.iact.camera import CameraGeometry
-from rareflow.iact.camera_response import simulate_chunk
+from rareflow.iact.camera_response import cleaning_thresholds, simulate_chunk
 from rareflow.iact.hillas import extract_parameters
 from rareflow.iact.shower_model import SimulationConfig
 from rareflow.seeding import rng as make_rng
@@ -33,10 +33,14 @@ _FLOOR_EFFICIENCY = 0.02  # a round never throws more than 1/0.02 x the need (th
 _MAX_ROUNDS = 20
 
 
-def parametrise_chunk(images: np.ndarray, truth: pd.DataFrame, cam: CameraGeometry, cfg: SimulationConfig) -> pd.DataFrame:
-    """Clean and parametrise one chunk of images; the Hillas columns and ``is_valid`` beside the truth."""
+def parametrise_chunk(
+    images: np.ndarray, truth: pd.DataFrame, cam: CameraGeometry, cfg: SimulationConfig, nsb_rate: float = 0.12
+) -> pd.DataFrame:
+    """Clean and parametrise one chunk of images; the Hillas columns and ``is_valid`` beside the truth.
+    The tail cuts are ``cfg``'s, scaled to the camera's pixel noise (:func:`cleaning_thresholds`)."""
+    picture, boundary = cleaning_thresholds(cam, cfg, nsb_rate)
     params = extract_parameters(
-        images, cam, picture_thresh=cfg.picture_thresh, boundary_thresh=cfg.boundary_thresh,
+        images, cam, picture_thresh=picture, boundary_thresh=boundary,
         min_number_picture_neighbors=cfg.min_number_picture_neighbors,
     )  # fmt: skip
     return pd.concat([params.reset_index(drop=True), truth.reset_index(drop=True)], axis=1)
@@ -65,7 +69,7 @@ def _round(
     for k, child in enumerate(children):
         imgs, truth = simulate_chunk(child, labels[k * chunk : (k + 1) * chunk], cam, cfg, source, nsb_rate, dead)
         imgs = imgs.astype(np.float32, copy=False)
-        table = parametrise_chunk(imgs, truth, cam, cfg)
+        table = parametrise_chunk(imgs, truth, cam, cfg, nsb_rate)
         tables.append(table)
         if return_images:
             images.append(imgs[table["is_valid"].to_numpy()])  # only valid images are kept
