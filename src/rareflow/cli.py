@@ -302,7 +302,7 @@ def score(
             drop_nonfinite=drop_nonfinite, gammaness_column=gammaness_column,
         )  # fmt: skip
     dt = max(time.perf_counter() - t0, 1e-9)
-    _echo(f"scored {n} events in {dt:.1f} s ({n / dt:,.0f} events/s); wrote {out}", quiet)
+    _echo(f"scored {n} events in {dt:.1f} s ({n / dt:,.{0 if n / dt >= 100 else 1}f} events/s); wrote {out}", quiet)
 
 
 @app.command()
