@@ -90,6 +90,11 @@ class ImageDetector(TorchDetector):
                 del self.feature_names_in_
         return arr
 
+    def _eval_batch_size(self) -> int:
+        """Validation in chunks of ``score_batch_size`` images: an 8192-image chunk of conv activations
+        (and test-time symmetries) would cost gigabytes, whatever the size of the training set."""
+        return int(self.training_config().score_batch_size)
+
     def _training_rows(self, X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The images as (n, 1, H, W) rows (one channel), no label."""
         return X[:, None], None, w

@@ -147,7 +147,11 @@ class TorchDetector(Detector):
                description: str, epochs: int | None = None, key: str = TRAIN) -> dict[str, Any]:  # fmt: skip
         """One run of the loop with this detector's settings, seed ``key`` and divergence policy."""
         return fit_model(model, loss, train, valid, self.training_config(), seed=self._seed(key), val_loss_fn=val_loss,
-                         description=description, epochs=epochs)  # fmt: skip
+                         description=description, epochs=epochs, eval_batch_size=self._eval_batch_size())  # fmt: skip
+
+    def _eval_batch_size(self) -> int:
+        """Rows per validation chunk: the loop's 8192 (tables); image detectors use ``score_batch_size``."""
+        return 8192
 
     # -- scoring ---------------------------------------------------------------------------------
     def _fitted_model(self) -> nn.Module:

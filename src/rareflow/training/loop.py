@@ -130,17 +130,20 @@ def fit_model(
     val_loss_fn: LossFn | None = None,
     description: str = "training",
     epochs: int | None = None,
+    eval_batch_size: int = 8192,
 ) -> dict[str, Any]:
-    """:func:`train` with the settings of ``config`` (``epochs`` overrides) under its divergence policy."""
+    """:func:`train` with the settings of ``config`` (``epochs`` overrides) under its divergence policy.
+
+    ``eval_batch_size``: rows per validation chunk (criteria with ``whole_set`` see every row at once,
+    e.g. the selfsup AUC); image detectors pass their ``score_batch_size``, so a validation chunk of
+    images costs what a scoring batch does."""
     return apply_policy(
         lambda: train(
             model, loss_fn, train_data, valid_data if valid_data is not None and len(valid_data) else None,
             val_loss_fn=val_loss_fn, epochs=int(config.epochs if epochs is None else epochs), batch_size=config.batch_size,
             lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule, clip_grad=config.clip_grad,
             patience=config.patience, min_delta=config.min_delta, seed=seed, n_threads=config.n_threads,
-            device=config.device, progress=config.progress,  # validation in train()'s own chunks (8192 rows):
-            # the selfsup criterion is an AUC over the whole validation set, not a sum over chunks
-            description=description,
+            device=config.device, progress=config.progress, eval_batch_size=int(eval_batch_size), description=description,
         ),
         config.on_divergence,
     )  # fmt: skip
