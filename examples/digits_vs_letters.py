@@ -4,6 +4,9 @@ Usage (from the repository root, ~5-8 min on 2 CPU cores for 3 seeds)::
 
     OMP_NUM_THREADS=1 python examples/digits_vs_letters.py --out out/digits_letters --seeds 0 1 2
 
+``--classifier mlp cnn`` adds a convolutional digit classifier beside the MLP (``--classifier cnn``
+alone: only the CNN; see step 4); both for 3 seeds: ~19 min on the shared 2 cores.
+
 Data (never copied into the repository): the MNIST test split and notMNIST letters A-J from
 ``../shared/data/images`` (``--data`` to point elsewhere). Per seed:
 
@@ -14,7 +17,9 @@ Data (never copied into the repository): the MNIST test split and notMNIST lette
 4. for each generator (p-sigma shells, chi tail, Gumbel, DeepAA Dirichlet / null-space) 5,000
    generated outliers; a discriminator (digits vs generated) and a 10-class digit classifier with
    outlier exposure (beta = 0.5) are trained on the PCA features; both are scored on the test set
-   (AUC / AP of letters vs digits) — the rows of the seed's tables;
+   (AUC / AP of letters vs digits) — the rows of the seed's tables. With ``--classifier cnn`` the
+   digit classifier is :class:`DigitCNN` on the 28x28 images instead (generated outliers decoded
+   by the PCA's inverse transform, clipped to [0, 1]); the discriminator stays on PCA features;
 5. references: the classifier without outliers ("none"), both trained with the real letters
    ("letters, oracle"), and the flow's own NLL.
 
@@ -38,14 +43,15 @@ from typing import Any
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score, roc_auc_score
+from torch import Tensor, nn
 
 from rareflow.atomic import write_text_atomic
 from rareflow.flows import FlowConfig, FlowModel, Preprocessor, nll_loss
-from rareflow.training import Batch, split_indices, to_tensor, train
 from rareflow.flows.losses import trimmed_nll_loss
+from rareflow.io.idx import load_idx_pair
+from rareflow.nets.conv import ConvEncoder
 from rareflow.outliers.archetypes import archetypal_analysis, select_k
 from rareflow.outliers.deep_aa import fit_deep_aa, sample_archetype, sample_nullspace
-from rareflow.io.idx import load_idx_pair
 from rareflow.outliers.latent import generate, plot_radii, sigma_radius
 from rareflow.outliers.training import (
     classifier_score,
@@ -53,8 +59,10 @@ from rareflow.outliers.training import (
     predict_classes,
     train_discriminator,
     train_oe_classifier,
+    train_oe_net,
 )
 from rareflow.seeding import derive_seed
+from rareflow.training import Batch, split_indices, to_tensor, train
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -73,6 +81,10 @@ GENERATORS: list[tuple[str, str, float]] = [
     ("DeepAA null space, p = 1.0", "nullspace", 1.0),
 ]
 QUICK = [g for g in GENERATORS if g[0] in ("INN, Normal, p = 1.5", "INN, Gumbel, p = 2.5")]
+#: digit classifiers: result part and table column label
+CLASSIFIERS: dict[str, tuple[str, str]] = {"mlp": ("oe", "OE classifier"), "cnn": ("oe_cnn", "OE CNN")}
+#: training of :class:`DigitCNN` (chosen on the validation split of the training rows, never on letters)
+CNN_TRAINING: dict[str, Any] = {"epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4, "patience": 3}
 
 
 @dataclass
@@ -85,11 +97,13 @@ class Config:
     n_letters_test: int = 1250
     deepaa_k: int | None = None  # None: elbow of classic AA on the digit PCA features
     generators: list[tuple[str, str, float]] = field(default_factory=lambda: list(GENERATORS))
+    classifiers: list[str] = field(default_factory=lambda: ["mlp"])
 
 
 @dataclass
 class Split:
-    """PCA features of one seed's split, and the fitted PCA."""
+    """PCA features of one seed's split, the fitted PCA, and the pixels (rows of 784 in [0, 1]) of
+    the same rows: ``pixels["train" | "test" | "letters_train" | "letters_test"]``."""
 
     pca: PCA
     X_train: np.ndarray
@@ -98,6 +112,15 @@ class Split:
     y_test: np.ndarray
     L_train: np.ndarray
     L_test: np.ndarray
+    pixels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def eval_images(self) -> np.ndarray:
+        """Pixels of :meth:`eval_set`'s rows (same order)."""
+        return np.vstack([self.pixels["test"], self.pixels["letters_test"]])
+
+    def decode(self, X: np.ndarray) -> np.ndarray:
+        """Images of PCA features: :math:`\\mathrm{clip}(W^T x + \\mu, 0, 1)` (the PCA's inverse transform)."""
+        return np.clip(self.pca.inverse_transform(X), 0.0, 1.0)
 
     def eval_set(self) -> tuple[np.ndarray, np.ndarray]:
         """Test digits (0) + test letters (1)."""
@@ -119,7 +142,8 @@ def make_split(digits: np.ndarray, labels: np.ndarray, letters: np.ndarray, seed
     ltr, lte = pl[: len(letters) // 2], pl[len(letters) // 2 : len(letters) // 2 + cfg.n_letters_test]
     pca = PCA(cfg.pca, random_state=derive_seed(seed, "pca")).fit(digits[tr])
     f = pca.transform
-    return Split(pca, f(digits[tr]), labels[tr], f(digits[te]), labels[te], f(letters[ltr]), f(letters[lte]))
+    pixels = {"train": digits[tr], "test": digits[te], "letters_train": letters[ltr], "letters_test": letters[lte]}
+    return Split(pca, f(digits[tr]), labels[tr], f(digits[te]), labels[te], f(letters[ltr]), f(letters[lte]), pixels)
 
 
 def fit_flow(X: np.ndarray, seed: int, cfg: Config) -> FlowModel:
@@ -135,6 +159,47 @@ def fit_flow(X: np.ndarray, seed: int, cfg: Config) -> FlowModel:
 
 def metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
+
+
+class DigitCNN(nn.Module):
+    """Small CNN on 28x28 images given as rows of 784 values in [0, 1] -> ``n_classes`` logits.
+
+    :class:`~rareflow.nets.conv.ConvEncoder` (3x3 conv + ReLU stages of ``channels``, stride 2 from
+    the second stage on: 28 -> 28 -> 14 for the default two), flattened, one hidden layer, logits.
+    Rows in, logits out: the OE loss, scores and batched inference of
+    :mod:`rareflow.outliers.training` apply as to the MLP.
+    """
+
+    def __init__(self, n_classes: int, channels: tuple[int, ...] = (16, 32), hidden: int = 64) -> None:
+        super().__init__()
+        self.encoder = ConvEncoder(1, channels)
+        side = -(-28 // self.encoder.multiple)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, n_classes))  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x.reshape(-1, 1, 28, 28)))
+
+
+def digit_classifier(kind: str, sp: Split, X_out: np.ndarray | None, images: np.ndarray | None, seed: int,
+                     cfg: Config) -> dict[str, float]:  # fmt: skip
+    r"""AUC / AP (letters vs digits, score :math:`-\max_k p(k \mid x)`) and digit accuracy of one
+    10-class digit classifier with outlier exposure (Hendrycks et al. 2019; ``cfg.beta``).
+
+    ``kind`` ``mlp``: MLP on the PCA features, outliers ``X_out``; ``cnn``: :class:`DigitCNN` on
+    the pixels, outliers ``images`` (real outlier images) or else ``X_out`` decoded by the PCA.
+    """
+    X_eval, y_eval = sp.eval_set()
+    if kind == "mlp":
+        net, _ = train_oe_classifier(sp.X_train, sp.y_train, X_out, beta=cfg.beta, n_classes=10, seed=seed)
+        inputs, test = X_eval, sp.X_test
+    else:
+        out = images if images is not None else None if X_out is None else sp.decode(X_out)
+        net, _ = train_oe_net(DigitCNN, sp.pixels["train"], sp.y_train, out, beta=cfg.beta, n_classes=10, seed=seed,
+                              **CNN_TRAINING)  # fmt: skip
+        inputs, test = sp.eval_images(), sp.pixels["test"]
+    return {**metrics(y_eval, classifier_score(net, inputs, "msp")),
+            "acc": float((predict_classes(net, test) == sp.y_test).mean())}  # fmt: skip
 
 
 def generated(flow: FlowModel, deep: Any, method: str, p: float, n: int, seed: int) -> np.ndarray:
@@ -164,23 +229,22 @@ def run_seed(digits: np.ndarray, labels: np.ndarray, letters: np.ndarray, seed: 
         deep, info = fit_deep_aa(flow, sp.X_train, k=k, seed=derive_seed(seed, "deepaa"))
         rows["_deepaa"] = {"k": int(k), "recon_mse": info["recon_mse"]}
 
-    def both(name: str, X_out: np.ndarray | None, disc: bool = True) -> None:
+    def both(name: str, X_out: np.ndarray | None, disc: bool = True, images: np.ndarray | None = None) -> None:
         t = time.perf_counter()
         row: dict[str, Any] = {}
         if disc and X_out is not None:
             net, _ = train_discriminator(sp.X_train, X_out, seed=derive_seed(seed, "disc", name))
             row["disc"] = metrics(y_eval, discriminator_score(net, X_eval))
-        net, _ = train_oe_classifier(sp.X_train, sp.y_train, X_out, beta=cfg.beta, n_classes=10,
-                                     seed=derive_seed(seed, "clf"))  # fmt: skip
-        row["oe"] = {**metrics(y_eval, classifier_score(net, X_eval, "msp")),
-                     "acc": float((predict_classes(net, sp.X_test) == sp.y_test).mean())}  # fmt: skip
+        for kind in cfg.classifiers:
+            row[CLASSIFIERS[kind][0]] = digit_classifier(kind, sp, X_out, images, derive_seed(seed, "clf"), cfg)
         rows[name] = row
         d = row.get("disc", {}).get("auc", math.nan)
-        log(f"seed {seed}: {name:28s} disc AUC {d:.3f}  OE AUC {row['oe']['auc']:.3f} ({time.perf_counter() - t:.0f} s)")
+        oe = "  ".join(f"{CLASSIFIERS[k][1]} AUC {row[CLASSIFIERS[k][0]]['auc']:.3f}" for k in cfg.classifiers)
+        log(f"seed {seed}: {name:28s} disc AUC {d:.3f}  {oe} ({time.perf_counter() - t:.0f} s)")
 
     for name, method, p in cfg.generators:
         both(name, generated(flow, deep, method, p, cfg.n_gen, derive_seed(seed, "gen", name)))
-    both("letters (real outliers, oracle)", sp.L_train)
+    both("letters (real outliers, oracle)", sp.L_train, images=sp.pixels["letters_train"])
     both("none", None, disc=False)
     rows["_seconds"] = time.perf_counter() - t0
     rows["_context"] = {"flow": flow, "deep": deep, "split": sp}
@@ -207,31 +271,40 @@ def _pm(values: list[float] | None) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def _above_none(agg: dict[str, Any], part: str) -> list[str]:
+    """Generated-outlier rows whose ``part`` AUC beats the row "none" in every seed."""
+    none = agg.get("none", {}).get(part, {}).get("auc", [])
+    return [n for n, p in agg.items() if part in p and n not in ("none", "letters (real outliers, oracle)")
+            and len(none) and all(a > b for a, b in zip(p[part]["auc"], none))]  # fmt: skip
+
+
 def markdown(agg: dict[str, Any], seeds: list[int], cfg: Config, seconds: float) -> str:
+    clfs = [CLASSIFIERS[k] for k in cfg.classifiers]
+    head = "".join(f" {lab} AUC | {lab} AP | {lab.removeprefix('OE ')} ACC |" for _, lab in clfs)
+    cnn = (" OE CNN: 3x3 conv 16/32 (stride 2 in the second) + dense 64 on the 28x28 pixels, generated "
+           "outliers decoded by the PCA (clipped to [0, 1]); the discriminator stays an MLP on the PCA features."
+           if "cnn" in cfg.classifiers else "")  # fmt: skip
     lines = [
-        f"Digits (MNIST test split, 5,000 train / 5,000 test) vs letters (notMNIST, 1,250 test): PCA {cfg.pca}, "
-        f"RealNVP flow, {cfg.n_gen} generated outliers per generator, OE beta = {cfg.beta}. "
-        f"Mean ± std over seeds {seeds} ({seconds / 60:.1f} min).",
+        (f"Digits (MNIST test split, 5,000 train / 5,000 test) vs letters (notMNIST, 1,250 test): PCA {cfg.pca}, "
+         f"RealNVP flow, {cfg.n_gen} generated outliers per generator, OE beta = {cfg.beta}.{cnn} "
+         f"Mean ± std over seeds {seeds} ({seconds / 60:.1f} min)."),
         "",
-        "| outliers | discriminator AUC | discriminator AP | OE classifier AUC | OE classifier AP | classifier ACC |",
-        "|---|---|---|---|---|---|",
+        f"| outliers | discriminator AUC | discriminator AP |{head}",
+        "|---|---|---|" + "---|---|---|" * len(clfs),
     ]
     for name, parts in agg.items():
         if "flow" in parts:
             continue
-        d, o = parts.get("disc", {}), parts.get("oe", {})
-        lines.append(f"| {name} | {_pm(d.get('auc'))} | {_pm(d.get('ap'))} | {_pm(o.get('auc'))} | "
-                     f"{_pm(o.get('ap'))} | {_pm(o.get('acc'))} |")  # fmt: skip
+        d = parts.get("disc", {})
+        cells = "".join(f" {_pm(parts.get(part, {}).get(m))} |" for part, _ in clfs for m in ("auc", "ap", "acc"))
+        lines.append(f"| {name} | {_pm(d.get('auc'))} | {_pm(d.get('ap'))} |{cells}")
     lines += ["", "| reference (no generated outliers) | AUC | AP |", "|---|---|---|"]
     for name, parts in agg.items():
         if "flow" in parts:
             lines.append(f"| {name} | {_pm(parts['flow']['auc'])} | {_pm(parts['flow']['ap'])} |")
-    none = agg.get("none", {}).get("oe", {}).get("auc", [])
-    better = [n for n, p in agg.items() if "oe" in p and n not in ("none", "letters (real outliers, oracle)")
-              and len(none) and all(a > b for a, b in zip(p["oe"]["auc"], none))]  # fmt: skip
     best = max(((np.mean(p["disc"]["auc"]), n) for n, p in agg.items() if "disc" in p and "oracle" not in n), default=None)
-    lines += ["", f"Best generated-outlier discriminator: {best[1]} (mean AUC {best[0]:.3f})." if best else "",
-              f"OE classifiers above 'none' in every seed: {', '.join(better) or 'none'}."]  # fmt: skip
+    lines += ["", f"Best generated-outlier discriminator: {best[1]} (mean AUC {best[0]:.3f})." if best else ""]
+    lines += [f"{lab}s above 'none' in every seed: {', '.join(_above_none(agg, part)) or 'none'}." for part, lab in clfs]
     return "\n".join(lines) + "\n"
 
 
@@ -322,11 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-gen", type=int, default=5000)
     ap.add_argument("--quick", action="store_true", help="only two generators (smoke test)")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--classifier", nargs="+", choices=list(CLASSIFIERS), default=["mlp"],
+                    help="digit classifier(s) with outlier exposure: mlp (PCA features), cnn (28x28 pixels)")  # fmt: skip
     args = ap.parse_args(argv)
     if not (args.data / "images").exists():
         print(f"{args.data / 'images'} not found: the image data live in ../shared/data", file=sys.stderr)
         return 2
-    cfg = Config(pca=args.pca, n_gen=args.n_gen, generators=list(QUICK if args.quick else GENERATORS))
+    cfg = Config(pca=args.pca, n_gen=args.n_gen, generators=list(QUICK if args.quick else GENERATORS),
+                 classifiers=list(dict.fromkeys(args.classifier)))  # fmt: skip
     t0 = time.perf_counter()
     digits, labels, letters = load_images(args.data)
     per_seed = []

@@ -10,7 +10,6 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from rareflow.errors import RareflowError
-from rareflow.training import Batch
 from rareflow.outliers.training import (
     MLP,
     classifier_score,
@@ -22,7 +21,9 @@ from rareflow.outliers.training import (
     predict_classes,
     train_discriminator,
     train_oe_classifier,
+    train_oe_net,
 )
+from rareflow.training import Batch
 
 FAST = dict(hidden=(32, 32), epochs=40, batch_size=64, n_threads=1)
 
@@ -92,6 +93,20 @@ def test_seeded_and_errors() -> None:
         train_discriminator(X, ring[:0])
     with pytest.raises(RareflowError):
         train_oe_classifier(X, np.zeros(len(X)), ring)  # one class only
+
+
+def test_train_oe_net_any_net_same_as_mlp_path() -> None:
+    """``train_oe_net`` with the MLP factory is ``train_oe_classifier``; another net gets K outputs."""
+    from rareflow.outliers.training import new_net
+
+    X, y, ring, _ = toy()
+    kw = {"seed": 4, "epochs": 3, "n_threads": 1}
+    a, _ = train_oe_classifier(X[:300], y[:300], ring[:300], hidden=(8,), **kw)
+    b, _ = train_oe_net(lambda K: new_net(2, K, (8,), X[:300]), X[:300], y[:300], ring[:300], **kw)
+    assert np.array_equal(classifier_score(a, X[:50]), classifier_score(b, X[:50]))
+    lin, hist = train_oe_net(lambda K: torch.nn.Linear(2, K), X[:300], y[:300], ring[:300], n_classes=3, **kw)
+    assert lin.out_features == 3 and hist["epochs_run"] >= 1
+    assert np.all(np.isfinite(classifier_score(lin, X[:50], "kl")))
 
 
 def test_mlp_state_round_trip() -> None:

@@ -25,6 +25,7 @@ from rareflow.outliers.training import (
     discriminator_score,
     train_discriminator,
     train_oe_classifier,
+    train_oe_net,
 )
 
 __all__ = [
@@ -46,5 +47,6 @@ __all__ = [
     "select_k",
     "train_discriminator",
     "train_oe_classifier",
+    "train_oe_net",
     "write_outliers",
 ]

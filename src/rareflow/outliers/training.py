@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from rareflow.training import (
 )  # fmt: skip
 
 OE_SCORES = ("msp", "kl")
+Net = TypeVar("Net", bound=nn.Module)
 #: training settings of :func:`train_discriminator` / :func:`train_oe_classifier` unless overridden
 DEFAULTS: dict[str, Any] = {"epochs": 60, "batch_size": 256, "weight_decay": 1e-4, "patience": 8, "progress": False}
 
@@ -133,13 +134,13 @@ def new_net(d_in: int, d_out: int, hidden: Sequence[int], X_in: np.ndarray, drop
 
 
 # -- training (arrays in, net out) ---------------------------------------------------------------
-def _fit(d_out: int, loss_fn: Callable[[nn.Module, Batch], Tensor], X: np.ndarray, label: np.ndarray,
-         weight: np.ndarray | None, X_in: np.ndarray, hidden: Sequence[int], dropout: float, seed: int | None,
-         settings: dict[str, Any], description: str) -> tuple[MLP, dict[str, Any]]:  # fmt: skip
-    """A new net trained by :func:`fit_model` under the seed keys of :mod:`rareflow.training.seeds`."""
+def _fit(make_net: Callable[[], Net], loss_fn: Callable[[nn.Module, Batch], Tensor], X: np.ndarray,
+         label: np.ndarray, weight: np.ndarray | None, seed: int | None, settings: dict[str, Any],
+         description: str) -> tuple[Net, dict[str, Any]]:  # fmt: skip
+    """A new net ``make_net()`` trained by :func:`fit_model` under the seed keys of :mod:`rareflow.training.seeds`."""
     config: TrainConfig = train_config(settings, DEFAULTS)
     with seeded(child_seed(seed, INIT)):
-        net = new_net(X.shape[1], d_out, hidden, X_in, dropout)
+        net = make_net()
     label = np.asarray(label, dtype=np.float32)
     tr, va = split_indices(len(X), config.validation_fraction, child_seed(seed, SPLIT))
     history = fit_model(net, loss_fn, make_batch(X, tr, label, weight), make_batch(X, va, label, weight), config,
@@ -157,8 +158,8 @@ def train_discriminator(
     ...) over :data:`DEFAULTS`.
     """
     X, label, weight = discriminator_rows(X_in, X_out)
-    return _fit(1, discriminator_loss, X, label, weight.astype(np.float32), np.asarray(X_in, dtype=float), hidden,
-                dropout, seed, training, "discriminator")  # fmt: skip
+    return _fit(lambda: new_net(X.shape[1], 1, hidden, X_in, dropout), discriminator_loss, X, label,
+                weight.astype(np.float32), seed, training, "discriminator")  # fmt: skip
 
 
 def train_oe_classifier(
@@ -171,9 +172,25 @@ def train_oe_classifier(
     ``X_out=None`` or ``beta=0``: the plain classifier (baseline). ``training``: as
     :func:`train_discriminator`. Returns ``(net, history)``.
     """
+    X_in = np.asarray(X_in, dtype=float)
+    return train_oe_net(lambda K: new_net(X_in.shape[1], K, hidden, X_in, dropout), X_in, y_in, X_out, beta=beta,
+                        n_classes=n_classes, seed=seed, **training)  # fmt: skip
+
+
+def train_oe_net(
+    make_net: Callable[[int], Net], X_in: np.ndarray, y_in: np.ndarray, X_out: np.ndarray | None = None, *,
+    beta: float = 0.5, n_classes: int | None = None, seed: int | None = 0, **training: Any,
+) -> tuple[Net, dict[str, Any]]:  # fmt: skip
+    """:func:`train_oe_classifier` for any net: ``make_net(K)`` maps rows of ``X_in`` to ``K`` logits.
+
+    Same rows, loss (cross-entropy + ``beta`` KL(U || p) on ``X_out``, Hendrycks et al. 2019),
+    seed keys and loop; for nets that read the rows as something else than feature vectors (e.g.
+    a CNN on flattened images, ``examples/digits_vs_letters.py --classifier cnn``).
+    ``make_net`` is called under the ``INIT`` seed. Returns ``(net, history)``.
+    """
     X, label, K, use_out = oe_rows(X_in, y_in, X_out, beta, n_classes)
-    return _fit(K, oe_loss(beta if use_out else 0.0), X, label, None, np.asarray(X_in, dtype=float), hidden, dropout,
-                seed, training, "OE classifier" if use_out else "classifier")  # fmt: skip
+    return _fit(lambda: make_net(K), oe_loss(beta if use_out else 0.0), X, label, None, seed, training,
+                "OE classifier" if use_out else "classifier")  # fmt: skip
 
 
 # -- scores of a trained net -------------------------------------------------------------------
