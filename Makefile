@@ -21,8 +21,9 @@ demo: $(STAMP)
 	$(BIN)/rareflow compare --out out/demo
 	@echo "open out/demo/report.html"
 
+# two workers, one thread each (tests/conftest.py); --dist loadfile keeps a file's module fixtures in one worker
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -36,6 +36,11 @@ def test_grid_file_round_trip_and_errors(tmp_path):
     np.save(tmp_path / "ints.npy", np.zeros((2, 3, 3), dtype=np.int64))
     with pytest.raises(RareflowError, match="holds int64"):
         open_grids(tmp_path / "ints.npy")
+    with open(tmp_path / "liar.npy", "wb") as f:  # a header promising 10^12 images over a few bytes
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 29, 29)})
+        f.write(b"\0" * 64)
+    with pytest.raises(RareflowError, match="liar.npy: not a grid file"):
+        open_grids(tmp_path / "liar.npy")
     with pytest.raises(RareflowError, match="no such grid file"):
         open_grids(tmp_path / "missing.npy")
     assert write_grids(tmp_path / "empty.npy", [], (4, 4)) == 0 and open_grids(tmp_path / "empty.npy").shape == (0, 4, 4)
