@@ -4,8 +4,8 @@ Usage: python benchmarks/run_all.py [--quick] [--only NAME[,NAME...]]
   --quick  small sizes, one repeat, RESULTS.md untouched (~7 min on a busy 2-core machine): for checking that the scripts run,
            not for figures.
   --only   run a subset, e.g. --only flows,autoencoder (names: hillas, flows, scoring, autoencoder,
-           compare, scaling, fit, ensemble).
-  --device cuda  passed on to the scripts that take it (flows, autoencoder, fit, ensemble): GPU figures.
+           compare, scaling, fit, ensemble, images).
+  --device cuda  passed on to the scripts that take it (flows, autoencoder, fit, ensemble, images): GPU figures.
 
 The full run takes ~30-40 min on 2 cores (the 10^7-row scoring runs dominate). Peers that are
 not installed (nflows, normflows, pyod, ctapipe) are skipped by their script with a note; they are
@@ -34,6 +34,8 @@ FULL = {
     # and the stacked flow ensemble against sequential training and sequential zuko
     "fit": ["bench_fit.py", "--threads", "1,2", "--results"],
     "ensemble": ["bench_ensemble.py", "--epochs", "5", "--threads", "1", "--results"],
+    # issue 19: 10^5 grid images written to disk and trained on from the file; images/s per image method
+    "images": ["bench_images.py", "--events", "240000", "--epochs", "1", "--threads", "1", "--results"],
 }
 QUICK = {
     "hillas": ["bench_hillas.py", "--n-events", "2000", "--n-sim", "10000", "--no-write"],
@@ -44,9 +46,10 @@ QUICK = {
     "scaling": ["bench_scaling.py", "--max-rows", "100000", "--max-sim", "10000", "--no-write"],
     "fit": ["bench_fit.py", "--threads", "1", "--epochs", "1", "--rows", "2000"],
     "ensemble": ["bench_ensemble.py", "--epochs", "1", "--rows", "1000"],
+    "images": ["bench_images.py", "--events", "2000"],
 }
 
-DEVICE_AWARE = ("flows", "autoencoder", "fit", "ensemble")
+DEVICE_AWARE = ("flows", "autoencoder", "fit", "ensemble", "images")
 
 
 def main() -> None:
