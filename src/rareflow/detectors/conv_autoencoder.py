@@ -78,6 +78,7 @@ CONTEXTS = ("rec_max", "rec_sum", "obs_sum")
 _CONTEXT_LEVELS = 8  # quantile bins of the neighbourhood context for pull_context
 _PULL_LEVELS = 40  # quantile bins of the reconstruction for the pull scale
 _PULL_MIN_COUNT = 30
+_PULL_MAX_IMAGES = 5000  # held-out images the pull scale is fitted on (a seeded subset beyond): bounded memory
 _VALID_KEY = "denoise-valid"  # seed key of the corrupted validation images
 
 
@@ -214,7 +215,10 @@ class ConvAutoencoderDetector(MapDetector):
     def _fit_pull_scale(self, X: np.ndarray) -> None:
         """Robust spread of the charge residual vs the reconstruction, on held-out training images."""
         _, va = split_indices(len(X), self.training_config().validation_fraction, self._seed(SPLIT))
-        Xv = X[va] if len(va) >= 10 else X
+        if len(va) > _PULL_MAX_IMAGES:  # millions of residuals already; more only costs memory
+            seed = self._seed(SPLIT, "pull")
+            va = np.sort(np.random.default_rng(seed).choice(va, _PULL_MAX_IMAGES, replace=False))
+        Xv = X[va] if len(va) >= 10 else X[:_PULL_MAX_IMAGES]
         varying = varying_cells(X)
         if not varying.any():
             raise RareflowError("conv-autoencoder map: pull needs training images that vary")
