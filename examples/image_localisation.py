@@ -91,7 +91,7 @@ def detector_params(method: str, args: argparse.Namespace) -> dict:
     return params
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=200)
@@ -114,7 +114,11 @@ def main() -> None:
                     help="fastflow parameter (repeatable; VALUE parsed as JSON, else a string), e.g. --ff feature_stage=0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("out/localisation"))
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     images, _, camera = simulate_images(args.n_train + args.n_test, 1.0, args.seed, muon_fraction=0.0)
