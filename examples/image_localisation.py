@@ -53,13 +53,52 @@ def rates(maps: np.ndarray, mask: np.ndarray, camera) -> dict[str, float]:
     return {"n": int(len(maps)), "on": float(mask[rows, top].mean()), "on_or_touching": float(touching[rows, top].mean())}
 
 
-def main() -> None:
+def fastflow_params(pairs: list[str]) -> dict:
+    """``["feature_stage=0", "position=false"]`` -> ``{"feature_stage": 0, "position": False}``."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def detector_params(method: str, args: argparse.Namespace) -> dict:
+    """The detector parameters the flags give for ``method``."""
+    params = {"progress": False, "random_state": args.seed}
+    if args.epochs is not None or method == "fastflow":
+        params["epochs"] = 10 if args.epochs is None else args.epochs
+    if method == "fastflow":
+        params["backbone_epochs"] = params["epochs"]
+        params.update(fastflow_params(args.ff))
+    if method == "conv-autoencoder":
+        params["map"] = args.ae_map
+        for name in ("scale", "bottleneck", "loss", "denoise"):
+            if getattr(args, f"ae_{name}") is not None:
+                params[name] = getattr(args, f"ae_{name}")
+        if args.ae_channels is not None:
+            params["channels"] = [int(c) for c in args.ae_channels.split(",")]
+        if args.ae_smooth is not None:
+            params["smooth"] = args.ae_smooth
+        if args.ae_pull_cap is not None:
+            params["pull_cap"] = None if np.isinf(args.ae_pull_cap) else args.ae_pull_cap
+        if args.ae_neighbours is not None:
+            params["neighbours"] = args.ae_neighbours
+        if args.ae_pull_context is not None:
+            params["pull_context"] = args.ae_pull_context
+    return params
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=None,
                     help="training epochs (default: conv-autoencoder its own default; fastflow 10 + 10 backbone epochs)")
-    ap.add_argument("--methods", default="fastflow,conv-autoencoder")
+    ap.add_argument("--methods", default="fastflow,conv-autoencoder",
+                    help="comma-separated detectors; 'brightest' = no model, map = pixel charge (reference)")
     ap.add_argument("--ae-map", default="pull", choices=["pull", "error"], help="conv-autoencoder map")
     ap.add_argument("--ae-scale", default=None, choices=["poisson", "learned"], help="conv-autoencoder pull scale (default: the method's)")
     ap.add_argument("--ae-bottleneck", default=None, choices=["dense", "conv"], help="conv-autoencoder bottleneck (default: the method's)")
@@ -71,9 +110,15 @@ def main() -> None:
     ap.add_argument("--ae-neighbours", type=float, default=None, help="conv-autoencoder neighbours weight (default: the method's)")
     ap.add_argument("--ae-pull-context", default=None, choices=["rec_max", "rec_sum", "obs_sum"],
                     help="conv-autoencoder pull_context: 2-D noise scale sigma(u_hat, neighbourhood brightness) (default: none)")
+    ap.add_argument("--ff", action="append", default=[], metavar="KEY=VALUE",
+                    help="fastflow parameter (repeatable; VALUE parsed as JSON, else a string), e.g. --ff feature_stage=0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("out/localisation"))
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     images, _, camera = simulate_images(args.n_train + args.n_test, 1.0, args.seed, muon_fraction=0.0)
@@ -84,31 +129,14 @@ def main() -> None:
     fig = Figure(figsize=(2.0 * 8, 2.1 * 2 * len(args.methods.split(","))))
     row = 0
     for method in args.methods.split(","):
-        params = {"progress": False, "random_state": args.seed}
-        if args.epochs is not None or method == "fastflow":
-            params["epochs"] = 10 if args.epochs is None else args.epochs
-        if method == "fastflow":
-            params["backbone_epochs"] = params["epochs"]
-        if method == "conv-autoencoder":
-            params["map"] = args.ae_map
-            for name in ("scale", "bottleneck", "loss", "denoise"):
-                if getattr(args, f"ae_{name}") is not None:
-                    params[name] = getattr(args, f"ae_{name}")
-            if args.ae_channels is not None:
-                params["channels"] = [int(c) for c in args.ae_channels.split(",")]
-            if args.ae_smooth is not None:
-                params["smooth"] = args.ae_smooth
-            if args.ae_pull_cap is not None:
-                params["pull_cap"] = None if np.isinf(args.ae_pull_cap) else args.ae_pull_cap
-            if args.ae_neighbours is not None:
-                params["neighbours"] = args.ae_neighbours
-            if args.ae_pull_context is not None:
-                params["pull_context"] = args.ae_pull_context
         t0 = time.perf_counter()
-        det = get_detector(method, **params).fit(mapping.to_grid(log1p_charge(train)))
+        det = None
+        if method != "brightest":
+            det = get_detector(method, **detector_params(method, args)).fit(mapping.to_grid(log1p_charge(train)))
         result[method] = {"fit_seconds": time.perf_counter() - t0}
         for kind, (imgs, mask) in cases.items():
-            maps = mapping.to_pixels(det.anomaly_map(mapping.to_grid(log1p_charge(imgs))))
+            # "brightest": no model, the map is the pixel charge (the reference any map has to beat)
+            maps = log1p_charge(imgs) if det is None else mapping.to_pixels(det.anomaly_map(mapping.to_grid(log1p_charge(imgs))))
             result[method][kind] = rates(maps, mask, camera)
             for k in range(4):
                 a = fig.add_subplot(2 * len(args.methods.split(",")), 8, row * 8 + 2 * k + 1)

@@ -11,12 +11,15 @@ with :math:`\tilde f` the per-channel standardised features (training mean / std
 :class:`~rareflow.nets.backbone.StandardisedFeatures`). The anomaly map is
 :math:`-\log p(u)_{h,w}` (``map: nll``; ``map: latent`` gives FastFlow's own
 :math:`\tfrac12\overline{z^2}` without the Jacobian) upsampled bilinearly to the input grid;
-the image score is its ``mean`` or ``max`` over positions (``reduce``).
+the image score is its ``mean`` or ``max`` over positions (``reduce``). ``map: nll-light`` points
+the map at the light that made a region unlikely: the upsampled NLL is max-pooled over the 3 x 3
+grid cells, its image median subtracted (negative parts set to 0) and multiplied by the cell's
+log1p charge, :math:`\max(0, \mathrm{maxpool}_{3\times3}(\mathrm{NLL}) - \mathrm{med}) \cdot \max(0, u)`.
 
-Localisation (issue #7, target >= 90 % of map maxima strictly on an injected artefact): NOT
-reached — strictly on a hot-pixel cluster 0.665 / 0.435, on a muon arc over a gamma 0.338 / 0.325
-(seeds 0 / 1, ``examples/image_localisation.py --n-train 2000``; docs/fastflow.md). Bright gamma
-cores get the largest NLLs; use ``conv-autoencoder`` (``map: pull``) to localise.
+Localisation (issue #7, target >= 90 % of map maxima strictly on an injected artefact; seeds 0 / 1,
+``examples/image_localisation.py --n-train 2000``; examples/IMAGES.md section 2): ``map: nll``
+peaks beside the artefact (strictly on: hot-pixel cluster 0.665 / 0.435, muon arc 0.338 / 0.325),
+``map: nll-light`` on it (figures in IMAGES.md); ``conv-autoencoder`` (``map: pull``) localises best.
 
 Backbone (composed from :mod:`rareflow.nets`; no pretrained weights exist for Cherenkov images):
 
@@ -70,9 +73,16 @@ from rareflow.outliers.blobs import add_light_blobs
 from rareflow.training import INIT, SPLIT, SYNTHETIC, make_batch, seeded, split_indices
 
 BACKBONES = ("conv", "random")
-MAPS = ("nll", "latent")
+MAPS = ("nll", "latent", "nll-light")
 LOSSES = ("nll", "selfsup")
 RARE_SETS = ("labelled", "blobs")
+
+
+def light_gated(m: Tensor, u: Tensor) -> Tensor:
+    """``map: nll-light``: max(0, 3 x 3 max-pool of ``m`` - its image median) x max(0, ``u``), (n, H, W)."""
+    dil = torch.nn.functional.max_pool2d(m[:, None], 3, stride=1, padding=1)[:, 0]
+    med = m.flatten(1).median(1).values[:, None, None]
+    return (dil - med).clamp_min(0.0) * u.clamp_min(0.0)
 
 
 class FastFlowNet(StandardisedFeatures):
@@ -266,7 +276,8 @@ class FastFlowDetector(MapDetector):
     def _map_batch(self, x: Tensor) -> Tensor:
         model = self.model_
         m = model.flow.latent_map(model.standardised(x)) if self.map == "latent" else -model.log_prob_map(x)
-        return model.upsample(m, x)
+        m = model.upsample(m, x)
+        return light_gated(m, x[:, 0]) if self.map == "nll-light" else m
 
     # -- persistence -----------------------------------------------------------------------------
     def _arch(self) -> dict[str, Any]:
