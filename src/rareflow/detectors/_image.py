@@ -190,8 +190,14 @@ class MapDetector(ImageDetector):
         return self._predict(lambda x: self._map_batch(x[:, None]).float(), X, out_dtype=np.float32)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        maps = self._maps(X).reshape(len(X), -1).astype(np.float64)
-        return maps.max(axis=1) if self.reduce == "max" else maps.mean(axis=1)
+        """The ``mean`` or ``max`` of each image's map, reduced batch by batch (float32 map, float64
+        reduction): only one batch of maps is ever held, whatever the number of images."""
+
+        def reduced(x: Tensor) -> Tensor:
+            maps = self._map_batch(x[:, None]).float().flatten(1).double()
+            return maps.amax(dim=1) if self.reduce == "max" else maps.mean(dim=1)
+
+        return self._predict(reduced, X)
 
     def anomaly_map(self, X: Any) -> np.ndarray:
         """Per-cell map (n, H, W) of the grid images ``X``, higher = rarer (sign as the score)."""
