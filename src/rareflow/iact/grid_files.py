@@ -33,6 +33,7 @@ from rareflow.iact.valid_events import parametrise_chunk
 
 __all__ = ["open_grids", "simulate_grids", "write_grids"]
 
+
 def write_grids(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], shape: tuple[int, int]) -> int:
     """Write chunks of ``(m, H, W)`` grids as one float32 ``.npy`` of all rows; returns the row count.
 
