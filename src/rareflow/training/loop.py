@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from rareflow.errors import RareflowError
 from rareflow.progress import make_progress
 from rareflow.training.batch import Batch
+from rareflow.training.stream import StreamedRows
 from rareflow.training.config import TrainConfig
 from rareflow.training.device import resolve_device, torch_threads
 from rareflow.training.divergence import TrainingDiverged, apply_policy, diverged_message
@@ -41,6 +42,8 @@ from rareflow.training.seeds import seeded
 
 SCHEDULES = ("cosine", "plateau", "none")
 LossFn = Callable[[nn.Module, Batch], Tensor]
+#: training / validation rows: in memory, or read from a memory-mapped file a batch at a time
+Rows = Batch | StreamedRows
 
 
 def evaluate_loss(model: nn.Module, loss_fn: LossFn, data: Batch, batch_size: int) -> float:
@@ -73,8 +76,8 @@ def _clone_state(model: nn.Module) -> dict[str, Tensor]:
 def train(
     model: nn.Module,
     loss_fn: LossFn,
-    train_data: Batch,
-    valid_data: Batch | None = None,
+    train_data: Rows,
+    valid_data: Rows | None = None,
     *,
     val_loss_fn: LossFn | None = None,
     epochs: int = 100,
@@ -122,8 +125,8 @@ def train(
 def fit_model(
     model: nn.Module,
     loss_fn: LossFn,
-    train_data: Batch,
-    valid_data: Batch | None,
+    train_data: Rows,
+    valid_data: Rows | None,
     config: TrainConfig,
     *,
     seed: int | None,
@@ -152,8 +155,8 @@ def fit_model(
 class _Run:
     """One call of :func:`train`: optimiser, schedules, generator, best state and history."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, val_loss_fn: LossFn, train_data: Batch,
-                 valid_data: Batch | None, **opts: Any) -> None:  # fmt: skip
+    def __init__(self, model: nn.Module, loss_fn: LossFn, val_loss_fn: LossFn, train_data: Rows,
+                 valid_data: Rows | None, **opts: Any) -> None:  # fmt: skip
         self.model, self.loss_fn, self.val_loss_fn = model, loss_fn, val_loss_fn
         self.train_data, self.valid_data, self.o = train_data, valid_data, opts
         self.params = [p for p in model.parameters() if p.requires_grad]
