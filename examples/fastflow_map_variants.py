@@ -47,7 +47,7 @@ def variants(raw: np.ndarray, grad: np.ndarray, u: np.ndarray, nb: np.ndarray) -
     dil = np.stack([np.where(near, r[None, :], -np.inf).max(1) for r in raw])  # max over the neighbours
     gated = np.maximum(dil - med, 0)
     return {
-        "raw (map: nll)": raw, "raw + 0.2 x neighbours": raw + 0.2 * (raw @ nb),
+        "raw (the detector's map)": raw, "raw + 0.2 x neighbours": raw + 0.2 * (raw @ nb),
         "gradient x input": np.maximum(grad, 0) * up, "neighbour max, ties by charge": dil + 1e-3 * up,
         "max(0, neighbour max - median) x u": gated * up, "... squared": gated**2 * up, "... cubed": gated**3 * up,
         "... x u^2": gated * up**2, "... x sqrt(u)": gated * np.sqrt(up), "... squared x sqrt(u)": gated**2 * np.sqrt(up),
