@@ -104,15 +104,7 @@ def train_model(
     the model remembers the table's fingerprint either way.
     """
     cls = detector_class(method)
-    params = dict(params or {})
-    if cls.kind == "one-class":
-        params["fit_on"] = fit_on or params.get("fit_on", "bulk")  # checked by the detector (get_detector)
-    elif fit_on not in (None, "both"):
-        raise RareflowError(f"--fit-on {fit_on}: {cls.kind} method '{method}' trains on both classes (--fit-on both)")
-    seed = check_seed(seed, "seed")
-    if "random_state" in cls._get_param_names() and "random_state" not in params:
-        params["random_state"] = method_seed(seed, method)  # the one meaning of a seed (rareflow.seeding)
-    det = get_detector(method, **params)  # bad parameters fail before the data is read
+    det, params, seed = _new_detector(cls, method, fit_on, params, seed)  # bad parameters fail before the data is read
     df = read_table(data, fmt)
     held = holdout_mask(len(df), holdout, seed)  # on the table's rows, as `score` sees them
     train_df = keep_valid(df.loc[~held].reset_index(drop=True) if held.any() else df, str(data))
@@ -127,6 +119,22 @@ def train_model(
     if out is not None:
         save_model(det, out)
     return det
+
+
+def _new_detector(
+    cls: type[Detector], method: str, fit_on: str | None, params: dict[str, Any] | None, seed: int
+) -> tuple[Detector, dict[str, Any], int]:
+    """``(detector, its params, checked seed)``: ``fit_on`` resolved per kind (one-class default
+    bulk; two-class only ``both``) and ``random_state = method_seed(seed, method)`` unless given."""
+    params = dict(params or {})
+    if cls.kind == "one-class":
+        params["fit_on"] = fit_on or params.get("fit_on", "bulk")  # checked by the detector (get_detector)
+    elif fit_on not in (None, "both"):
+        raise RareflowError(f"--fit-on {fit_on}: {cls.kind} method '{method}' trains on both classes (--fit-on both)")
+    seed = check_seed(seed, "seed")
+    if "random_state" in cls._get_param_names() and "random_state" not in params:
+        params["random_state"] = method_seed(seed, method)  # the one meaning of a seed (rareflow.seeding)
+    return get_detector(method, **params), params, seed
 
 
 def train_image_model(
@@ -153,15 +161,7 @@ def train_image_model(
     cls = detector_class(method)
     if getattr(cls, "input", "table") != "image":
         raise RareflowError(f"method '{method}' reads tables, not images; train it without --images")
-    params = dict(params or {})
-    if cls.kind == "one-class":
-        params["fit_on"] = fit_on or params.get("fit_on", "bulk")
-    elif fit_on not in (None, "both"):
-        raise RareflowError(f"--fit-on {fit_on}: {cls.kind} method '{method}' trains on both classes (--fit-on both)")
-    seed = check_seed(seed, "seed")
-    if "random_state" in cls._get_param_names() and "random_state" not in params:
-        params["random_state"] = method_seed(seed, method)
-    det = get_detector(method, **params)
+    det, params, seed = _new_detector(cls, method, fit_on, params, seed)
     imgs = load_simulated(images, data if isinstance(data, pd.DataFrame) else read_table(data))
     df = imgs.table.assign(image_index=np.arange(len(imgs)))
     df = keep_valid(df, str(images))

@@ -16,6 +16,7 @@ same model.
 
 from __future__ import annotations
 
+import copy
 import mmap
 
 import numpy as np
@@ -80,8 +81,8 @@ class StreamedRows:
 
     def to(self, device: torch.device | str) -> "StreamedRows":
         """The same rows, batches delivered on ``device``."""
-        out = object.__new__(StreamedRows)
-        out.__dict__.update(self.__dict__, device=torch.device(device))
+        out = copy.copy(self)
+        out.device = torch.device(device)
         return out
 
     def total_weight(self) -> float:
