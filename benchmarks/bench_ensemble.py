@@ -1,7 +1,7 @@
 """Fit time of a 5-member flow ensemble: stacked (one loop) vs sequential (our loop) vs sequential zuko.
 
-Every variant trains 5 conditional RealNVPs (8 couplings, MLPs (128, 128), ELU, class one-hot as
-context; the flow-classifier defaults) for the same fixed number of epochs (no early stopping,
+Every variant trains 5 conditional RealNVPs (8 couplings, MLPs of ``--hidden`` widths, by default
+flow-classifier's, ELU, class one-hot as context; the flow-classifier defaults) for the same fixed number of epochs (no early stopping,
 no validation, so only the fitting is timed) on the same rows, batch size and threads:
 
 * ``stacked, one pass``: :func:`rareflow.flows.ensemble.train_ensemble` with
@@ -22,7 +22,7 @@ synthetic 10-D two-class Gaussians; ``--rows`` rows (default 6000). Prints a Mar
 each variant's time and its ratio to the stacked one-pass ensemble; ``--results`` also writes the
 section "## Flow ensemble (issue 18)" of ``benchmarks/RESULTS.md``.
 
-Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--device cuda] [--results]``
+Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--hidden 128,128] [--device cuda] [--results]``
 (smoke test: ``--epochs 1 --rows 1000``).
 """
 
@@ -37,10 +37,20 @@ import numpy as np
 import torch
 from _common import REPO, publish
 
-MEMBERS, TRANSFORMS, HIDDEN, ACT = 5, 8, (128, 128), "elu"
+MEMBERS, TRANSFORMS, ACT = 5, 8, "elu"
+HIDDEN: tuple[int, ...] = ()  # set by main(): --hidden, else flow-classifier's default
 SECTION = "## Flow ensemble (issue 18)"
 MAGIC = [REPO.parent / "shared/data/magic/magic04.data", REPO / "shared/data/magic/magic04.data",
          Path("/work/shared/data/magic/magic04.data")]  # fmt: skip
+
+
+def default_hidden() -> tuple[int, ...]:
+    """flow-classifier's default MLP widths (read from its signature, so the benchmark follows it)."""
+    import inspect
+
+    from rareflow.detectors.flow_classifier import FlowClassifier
+
+    return tuple(inspect.signature(FlowClassifier.__init__).parameters["hidden"].default)
 
 
 def load_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -122,25 +132,26 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=6000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="rounds; each round runs every variant once (interleaved)")
+    ap.add_argument("--hidden", default=None, help="MLP widths, e.g. 128,128 (default: flow-classifier's)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every variant on it)")
     ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
     args = ap.parse_args()
+    global HIDDEN
+    HIDDEN = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else default_hidden()
     torch.set_num_threads(args.threads)
     X, y, source = load_data(args.rows)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     for fit in variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size, args.device).values():
         fit()  # warm-up: first-call costs (vmap, allocator) are not fitting time
-    times = {}
-    for name, fit in variants(X, y, args.epochs, args.batch_size, args.device).items():
-        best = np.inf
-        for _ in range(args.repeats):
+    times: dict[str, float] = {}
+    for _ in range(args.repeats):  # interleaved rounds: a change of load hits every variant alike
+        for name, fit in variants(X, y, args.epochs, args.batch_size, args.device).items():
             sync()
             t0 = time.perf_counter()
             fit()
             sync()
-            best = min(best, time.perf_counter() - t0)
-        times[name] = best
+            times[name] = min(times.get(name, np.inf), time.perf_counter() - t0)
     ref = times["stacked, one pass"]
     rows = [f"| {n} | {t:.2f} | {MEMBERS * args.epochs * args.rows / t:,.0f} | {t / ref:.2f}x |" for n, t in times.items()]
     publish(SECTION, [

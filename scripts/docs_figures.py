@@ -54,6 +54,11 @@ JOBS = (
     Job("image_learning_curve", (), "python examples/image_learning_curve.py --sizes 5000 10000 20000 40000 --test 10000"),
     Job("sim_rare_1e-4", ("rareflow compare --config examples/sim_rare_1e-4.yaml --out out/sim_rare_1e-4",),
         "python examples/results_table.py --full out/sim_rare_1e-4/metrics.json"),
+    Job("magic_fc_width", ("rareflow compare --config examples/magic_flow_classifier_width.yaml --out out/magic_fc_width --threads 1",),
+        "python examples/results_table.py --full out/magic_fc_width/metrics.json", "docs/flow-classifier.md"),
+    Job("sim_images_two_class",
+        ("rareflow compare --config examples/sim_images_two_class.yaml --out out/sim_images_two_class --scheduler local",),
+        "python examples/image_matrix.py out/sim_images_two_class/metrics.json", "examples/IMAGES.md"),
 )  # fmt: skip
 
 

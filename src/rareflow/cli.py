@@ -249,7 +249,13 @@ def score(
     model: Path = typer.Option(..., "--model", help="Model file from `rareflow train`."),
     data: Path = typer.Option(..., "--data", help="Table to score; image models: a sim_telarray file or an .npz of images."),
     out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score, prediction, threshold, gammaness."),
-    tel_id: Optional[int] = typer.Option(None, "--tel-id", min=0, help="Image model, sim_telarray file: the telescope."),
+    tel_id: Optional[int] = typer.Option(
+        None, "--tel-id", min=0,
+        help="Image model, sim_telarray file: the telescope (default: every telescope with the model's camera).",
+    ),
+    chunk_events: Optional[int] = typer.Option(
+        None, "--chunk-events", min=1, help="Image model, sim_telarray file: events held in memory at a time (default 1000)."
+    ),
     fmt: Optional[str] = typer.Option(
         None, "--format",
         help="Input parquet | csv | magic | dl1; or dl2: a ctapipe DL1 input scored into a ctapipe DL2 HDF5 --out.",
@@ -287,8 +293,8 @@ def score(
     t0 = time.perf_counter()
     from rareflow.image_scoring import reads_images, score_images
 
-    if reads_images(model, data, fmt, scheduler, tel_id):
-        n = score_images(model, data, out, tel_id=tel_id, gammaness_column=gammaness_column)
+    if reads_images(model, data, fmt, scheduler, tel_id, chunk_events):
+        n = score_images(model, data, out, tel_id=tel_id, gammaness_column=gammaness_column, chunk_events=chunk_events or 1000)
     elif fmt == "dl2":
         if scheduler is not None:
             raise RareflowError("--format dl2 scores in this process; drop --scheduler")

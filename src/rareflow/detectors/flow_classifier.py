@@ -95,7 +95,7 @@ class ClassFlows(nn.Module):
 class FlowClassifier(FlowBase):
     """Likelihood ratio of class-conditional flows (two-class, needs labels).
 
-    Defaults: an ensemble of 5 conditional RealNVPs (8 couplings of (128, 128), ELU, class as
+    Defaults: an ensemble of 5 conditional RealNVPs (8 couplings of (64, 64), ELU, class as
     one-hot context) on a shared preprocessing, early stopping on the 1%-trimmed class NLL of a
     20% validation split of the training data (stratified by class).
     See ``docs/flow-classifier.md`` for how they were chosen and the MAGIC results.
@@ -124,7 +124,7 @@ class FlowClassifier(FlowBase):
         ensemble: int = 5,
         flow: str = "realnvp",
         transforms: int = 8,
-        hidden: Sequence[int] = (128, 128),
+        hidden: Sequence[int] = (64, 64),
         activation: str = "elu",
         bins: int = 8,
         discriminative: float = 0.0,

@@ -26,6 +26,8 @@ Loaders (:class:`ImageSet`: pixel images, camera, mapping, a table aligned with 
 
 * :func:`load_simulated` — the ``.npz`` of ``rareflow simulate --images-out`` (+ its Parquet table);
 * :func:`load_simtel` — sim_telarray files via :mod:`rareflow.io.simtel` (one camera type);
+  :func:`iter_simtel` streams such a file a chunk of events at a time (all telescopes, or some),
+  :func:`simtel_cameras` lists its telescopes' cameras without reading events;
 * :func:`load_idx_pair_set` — MNIST / notMNIST IDX gzip files as a second, non-physics dataset;
 * :func:`iterate_batches` — float32 tensors of a fixed batch size for scoring loops.
 
@@ -64,10 +66,12 @@ __all__ = [
     "expm1_charge",
     "image_moments",
     "iterate_batches",
+    "iter_simtel",
     "load_idx_pair_set",
     "load_simtel",
     "load_simulated",
     "log1p_charge",
+    "simtel_cameras",
     "square_camera",
 ]
 
@@ -264,6 +268,98 @@ def load_simulated(images_path: str | os.PathLike[str], table: pd.DataFrame | st
     return _from_camera(images[rows], camera, df.reset_index(drop=True), os.fspath(images_path))
 
 
+def simtel_cameras(path: str | os.PathLike[str]) -> dict[int, CameraGeometry]:
+    """The camera [deg] of every telescope of a sim_telarray file, read from its instrument description
+    only (no event is read); the conversion :func:`iter_simtel` applies to the images."""
+    from rareflow.io import simtel
+
+    p = simtel.check_file(path, "sim_telarray")
+    event_source, _ = simtel.import_ctapipe()
+    with simtel.offline():
+        src = simtel.open_source(event_source, p, "auto", None)
+        try:
+            tels = src.subarray.tel
+            return {int(t): CameraGeometry.from_ctapipe(tels[t].camera.geometry) for t in sorted(src.subarray.tel_ids)}
+        finally:
+            src.close()
+
+
+def _read_simtel(
+    path: str | os.PathLike[str], tel_ids: list[int] | None, chunk_events: int, max_events: int | None
+) -> Iterator[tuple[dict[int, list], dict[int, CameraGeometry]]]:
+    """``({tel_id: [(image, meta), ...]}, cameras of the telescopes read so far)`` per chunk of
+    events with images of the telescopes ``tel_ids`` (None: all); RareflowError for a telescope the
+    file lacks, or at the end when no image was read."""
+    from rareflow.io import simtel
+
+    if chunk_events < 1:
+        raise RareflowError(f"chunk_events must be >= 1 (got {chunk_events})")
+    p = simtel.check_file(path, "sim_telarray")
+    event_source, calibrator_cls = simtel.import_ctapipe()
+    with simtel.offline():
+        src = simtel.open_source(event_source, p, "auto", max_events)
+    cameras: dict[int, CameraGeometry] = {}
+    try:
+        _check_tel_ids({int(t): str(src.subarray.tel[t].camera.name) for t in src.subarray.tel_ids}, tel_ids, p)
+        with simtel.offline():
+            reader = simtel.EventReader(src, calibrator_cls(subarray=src.subarray), p, False, tel_ids)
+        while not reader.done:
+            per_tel = reader.read(chunk_events)
+            with simtel.offline():
+                for t in per_tel.keys() - cameras.keys():
+                    cameras[t] = CameraGeometry.from_ctapipe(src.subarray.tel[t].camera.geometry)
+            if per_tel:
+                yield per_tel, cameras
+    finally:
+        src.close()
+    if not cameras:
+        which = "telescope images" if tel_ids is None else f"images of telescope(s) {sorted(tel_ids)}"
+        raise RareflowError(f"{p}: no {which} in {reader.n_events} event(s); check the file")
+
+
+def _check_tel_ids(names: dict[int, str], tel_ids: list[int] | None, path: str | os.PathLike[str]) -> None:
+    """One-line RareflowError when a file whose telescopes have the cameras ``names`` ({tel_id: camera
+    name}) lacks one of ``tel_ids``."""
+    bad = [t for t in tel_ids or [] if int(t) not in names]
+    if bad:
+        listed = ", ".join(f"{t} ({names[t]})" for t in sorted(names))
+        raise RareflowError(f"{path} has no telescope {bad[0]}; its telescopes: {listed}; pass one of them to --tel-id")
+
+
+def iter_simtel(
+    path: str | os.PathLike[str],
+    *,
+    tel_ids: list[int] | None = None,
+    chunk_events: int = 1000,
+    picture_threshold: float = 10.0,
+    boundary_threshold: float = 5.0,
+    min_neighbors: int = 2,
+    max_events: int | None = None,
+) -> Iterator[dict[int, ImageSet]]:
+    """The calibrated images + Hillas tables of a sim_telarray file, ``chunk_events`` events at a time.
+
+    Yields, per chunk with images, ``{tel_id: ImageSet}`` of the telescopes ``tel_ids`` (default:
+    all; their cameras must be lattice cameras) that have images in it; each table keeps ``_seq``
+    (the event's position in the file) to merge telescopes in file order. Memory holds one chunk;
+    rows do not depend on the chunk size (needs the ``iact`` extra)."""
+    from rareflow.iact.extract import parametrise
+
+    mappings: dict[int, GridMapping] = {}
+    for per_tel, cameras in _read_simtel(path, tel_ids, chunk_events, max_events):
+        chunk: dict[int, ImageSet] = {}
+        for t, items in sorted(per_tel.items()):
+            if t not in mappings:
+                mappings[t] = GridMapping.from_camera(cameras[t])
+            table = parametrise(items, cameras[t], picture_threshold, boundary_threshold, min_neighbors, "pointing")
+            chunk[t] = ImageSet(_pixels(items), cameras[t], mappings[t], table.reset_index(drop=True), os.fspath(Path(path)))
+        yield chunk
+
+
+def _pixels(items: list) -> np.ndarray:
+    """(n, P) float32 images of ``(image, meta)`` pairs; unusable (NaN) pixels read 0."""
+    return np.stack([np.where(np.isfinite(im), im, 0.0) for im, _ in items]).astype(np.float32)
+
+
 def load_simtel(
     path: str | os.PathLike[str],
     *,
@@ -274,37 +370,22 @@ def load_simtel(
     max_events: int | None = None,
 ) -> ImageSet:
     """Calibrated images + Hillas table of one telescope (default: the one with most images) of a
-    sim_telarray file, read once through :mod:`rareflow.io.simtel` and parametrised by :func:`rareflow.iact.extract.parametrise`
-    (needs the ``iact`` extra)."""
+    whole sim_telarray file, read once through :mod:`rareflow.io.simtel` and parametrised by
+    :func:`rareflow.iact.extract.parametrise` (needs the ``iact`` extra)."""
     from rareflow.iact.extract import parametrise
-    from rareflow.io import simtel
 
-    p = simtel.check_file(path, "sim_telarray")
-    event_source, calibrator_cls = simtel.import_ctapipe()
-    with simtel.offline():
-        src = simtel.open_source(event_source, p, "auto", max_events)
-    try:
-        with simtel.offline():
-            reader = simtel.EventReader(src, calibrator_cls(subarray=src.subarray), p, False)
-        per_tel: dict[int, list] = {}
-        while not reader.done:
-            for t, items in reader.read(1000).items():
-                per_tel.setdefault(t, []).extend(items)
-        with simtel.offline():
-            cameras = {t: CameraGeometry.from_ctapipe(src.subarray.tel[t].camera.geometry) for t in per_tel}
-    finally:
-        src.close()
-    if not per_tel:
-        raise RareflowError(f"{p}: no telescope images in {reader.n_events} event(s); check the file")
+    per_tel: dict[int, list] = {}
+    cameras: dict[int, CameraGeometry] = {}
+    for chunk, cameras in _read_simtel(path, None if tel_id is None else [int(tel_id)], 1000, max_events):
+        for t, items in chunk.items():
+            per_tel.setdefault(t, []).extend(items)
     if tel_id is None:
         tel_id = max(per_tel, key=lambda t: (len(per_tel[t]), -t))
-    if tel_id not in per_tel:
-        raise RareflowError(f"{p}: telescope {tel_id} has no images; telescopes with images: {sorted(per_tel)}")
+    tel_id = int(tel_id)
     items = per_tel[tel_id]
     table = parametrise(items, cameras[tel_id], picture_threshold, boundary_threshold, min_neighbors, "pointing")
     table = table.drop(columns=[c for c in table.columns if str(c).startswith("_")])
-    pixels = np.stack([np.where(np.isfinite(im), im, 0.0) for im, _ in items]).astype(np.float32)
-    return _from_camera(pixels, cameras[tel_id], table.reset_index(drop=True), os.fspath(p))
+    return _from_camera(_pixels(items), cameras[tel_id], table.reset_index(drop=True), os.fspath(Path(path)))
 
 
 def load_idx_pair_set(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +185,15 @@ class EventReader:
 
     eventio only *warns* ("File seems to be truncated") when a file ends inside an object; such a
     warning is turned into the same error as an exception while reading. Warnings are caught per
-    chunk, so nothing leaks into the caller's warning state between chunks.
+    chunk, so nothing leaks into the caller's warning state between chunks. ``tel_ids``: keep only
+    those telescopes' images (default: every telescope).
     """
 
-    def __init__(self, source: Any, calibrator: Any, path: Path, allow_truncated: bool) -> None:
+    def __init__(
+        self, source: Any, calibrator: Any, path: Path, allow_truncated: bool, tel_ids: Collection[int] | None = None
+    ) -> None:
         self.source, self.calibrator, self.path, self.allow_truncated = source, calibrator, path, allow_truncated
+        self.tel_ids = None if tel_ids is None else {int(t) for t in tel_ids}
         self.iterator = iter(source)
         self.positions = getattr(source.subarray, "positions", {})
         self.n_events, self.truncated, self.done = 0, False, False
@@ -236,7 +240,7 @@ class EventReader:
                     f"{self.path}: cannot calibrate event {event.index.event_id} ({type(exc).__name__}: {exc}); check the file"
                 ) from exc
             for tel_id, dl1 in event.dl1.tel.items():
-                if dl1.image is None:
+                if dl1.image is None or (self.tel_ids is not None and int(tel_id) not in self.tel_ids):
                     continue
                 pos = self.positions.get(tel_id) if hasattr(self.positions, "get") else None
                 tel_pos = pos.to_value("m") if pos is not None else None
