@@ -72,6 +72,8 @@ def reads_images(model: str | os.PathLike[str], data: str | os.PathLike[str], fm
         return False
     if fmt is not None or scheduler is not None:
         raise RareflowError("--format and --scheduler go with tables; image scoring reads the file in this process")
+    if chunk_events is not None and not is_simtel(data):
+        raise RareflowError(f"--chunk-events goes with sim_telarray files; {data} is read whole: drop the option")
     return True
 
 
@@ -157,10 +159,10 @@ def _pick_telescopes(
 ) -> tuple[list[int], list[str], tuple[int, int]]:
     """``(tel_ids, camera names, grid)``: ``tel_id``, or every telescope whose camera the model was
     trained on; one-line RareflowError when the file lacks ``tel_id`` or no telescope's camera fits."""
-    from rareflow.iact.images import _check_tel_ids, simtel_cameras
+    from rareflow.iact.images import check_tel_ids, simtel_cameras
 
     cameras = simtel_cameras(data)
-    _check_tel_ids({t: c.name for t, c in cameras.items()}, None if tel_id is None else [tel_id], data)
+    check_tel_ids({t: c.name for t, c in cameras.items()}, None if tel_id is None else [tel_id], data)
     by_camera: dict[tuple[str, int], list[int]] = {}
     for t in [int(tel_id)] if tel_id is not None else sorted(cameras):
         by_camera.setdefault((cameras[t].name, cameras[t].n_pixels), []).append(t)

@@ -182,6 +182,13 @@ def test_cli_image_options_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     pd.DataFrame({"a": [1.0, 2.0], "label": ["gamma", "proton"]}).to_parquet(table)
     assert main(["train", "gbdt", "--data", str(table), "--images", str(table), "--out", str(tmp_path / "m.rfm"), "-q"]) == 2
     assert "reads tables, not images" in capsys.readouterr().err
+    model, npz = tmp_path / "m.rfm", tmp_path / "images.npz"
+    npz.write_bytes(b"")
+    pd.DataFrame({"a": np.arange(40.0), "label": ["gamma", "proton"] * 20}).to_parquet(table)
+    assert main(["train", "gbdt", "--data", str(table), "--out", str(model), "-q", "-p", "max_iter=5"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--model", str(model), "--data", str(npz), "--out", str(tmp_path / "s.parquet"), "--chunk-events", "5", "-q"]) == 2
+    assert f"--chunk-events goes with sim_telarray files; {npz} is read whole: drop the option" in capsys.readouterr().err
 
 
 # -- compare on the file's camera ------------------------------------------------------------------

@@ -63,6 +63,7 @@ __all__ = [
     "ImagesWithFeatures",
     "grid_symmetries",
     "check_images",
+    "check_tel_ids",
     "expm1_charge",
     "image_moments",
     "iterate_batches",
@@ -300,7 +301,7 @@ def _read_simtel(
         src = simtel.open_source(event_source, p, "auto", max_events)
     cameras: dict[int, CameraGeometry] = {}
     try:
-        _check_tel_ids({int(t): str(src.subarray.tel[t].camera.name) for t in src.subarray.tel_ids}, tel_ids, p)
+        check_tel_ids({int(t): str(src.subarray.tel[t].camera.name) for t in src.subarray.tel_ids}, tel_ids, p)
         with simtel.offline():
             reader = simtel.EventReader(src, calibrator_cls(subarray=src.subarray), p, False, tel_ids)
         while not reader.done:
@@ -317,7 +318,7 @@ def _read_simtel(
         raise RareflowError(f"{p}: no {which} in {reader.n_events} event(s); check the file")
 
 
-def _check_tel_ids(names: dict[int, str], tel_ids: list[int] | None, path: str | os.PathLike[str]) -> None:
+def check_tel_ids(names: dict[int, str], tel_ids: list[int] | None, path: str | os.PathLike[str]) -> None:
     """One-line RareflowError when a file whose telescopes have the cameras ``names`` ({tel_id: camera
     name}) lacks one of ``tel_ids``."""
     bad = [t for t in tel_ids or [] if int(t) not in names]
