@@ -148,17 +148,12 @@ class _Stack:
     def clip(self, norms: Tensor, max_norm: float | None, skip: Tensor) -> None:
         """Per-member gradient-norm clipping (``clip_grad_norm_`` on each slice, given the norms);
         the gradients of the ``skip`` members are zeroed."""
-        clipping = max_norm is not None and max_norm > 0
-        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0) if clipping else torch.ones_like(norms)
-        zero = skip | ~torch.isfinite(coef)
-        coef = torch.where(zero, 0.0, coef)
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        if bool(zero.any()):  # rare: those members' gradients may be non-finite, and 0 * inf is NaN
-            for g in grads:
-                g.copy_(torch.where(zero.view(-1, *([1] * (g.ndim - 1))), 0.0, g * coef.view(-1, *([1] * (g.ndim - 1)))))
-        elif clipping:  # one in-place multiply a tensor (a step's hot path)
-            for g in grads:
-                g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+        coef = torch.ones_like(norms) if max_norm is None or max_norm <= 0 else (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        coef = torch.where(skip | ~torch.isfinite(coef), 0.0, coef)
+        for p in self.params.values():
+            if p.grad is not None:
+                shape = (-1, *([1] * (p.grad.ndim - 1)))
+                p.grad.copy_(torch.where(skip.view(shape), 0.0, p.grad * coef.view(shape)))
 
     @torch.no_grad()
     def keep(self, skip: Tensor, before: dict[str, Tensor]) -> None:
