@@ -22,7 +22,7 @@ synthetic 10-D two-class Gaussians; ``--rows`` rows (default 6000). Prints a Mar
 each variant's time and its ratio to the stacked one-pass ensemble; ``--results`` also writes the
 section "## Flow ensemble (issue 18)" of ``benchmarks/RESULTS.md``.
 
-Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--hidden 128,128] [--device cuda] [--results]``
+Usage: ``python benchmarks/bench_ensemble.py [--epochs 5] [--rows 6000] [--threads 1] [--hidden 128,128] [--device cuda] [--variants "stacked, one pass"] [--profile] [--results]``
 (smoke test: ``--epochs 1 --rows 1000``).
 """
 
@@ -125,6 +125,20 @@ def zuko_sequential(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, devic
                 opt.step()
 
 
+def profile_stacked(fit: Callable[[], None]) -> None:
+    """Print the top operators (self CPU time) of one stacked fit and the batched matmuls' share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fit()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"))
+    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    print(f"stacked, one pass: matmuls {100 * mm / total:.1f} % of the self CPU time; {ops:,} aten operator calls, nested ones included")
+
+
 def main() -> None:
     """Time every variant; print (and optionally write) the Markdown table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,23 +150,35 @@ def main() -> None:
     ap.add_argument("--hidden", default=None, help="MLP widths, e.g. 128,128 (default: flow-classifier's)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every variant on it)")
     ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    ap.add_argument("--variants", default=None, help="only these variants (names separated by ';'), e.g. 'stacked, one pass'")
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of one stacked fit")
     args = ap.parse_args()
     global HIDDEN
     HIDDEN = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else default_hidden()
     torch.set_num_threads(args.threads)
     X, y, source = load_data(args.rows)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for fit in variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size, args.device).values():
+    chosen = None if args.variants is None else [v.strip() for v in args.variants.split(";")]
+
+    def pick(all_: dict[str, Callable[[], None]]) -> dict[str, Callable[[], None]]:
+        unknown = [v for v in chosen or [] if v not in all_]
+        if unknown:
+            raise SystemExit(f"--variants: unknown {unknown[0]!r}; choose from {'; '.join(all_)}")
+        return all_ if chosen is None else {k: all_[k] for k in chosen}
+
+    for fit in pick(variants(X[: 2 * args.batch_size], y[: 2 * args.batch_size], 1, args.batch_size, args.device)).values():
         fit()  # warm-up: first-call costs (vmap, allocator) are not fitting time
     times: dict[str, float] = {}
     for _ in range(args.repeats):  # interleaved rounds: a change of load hits every variant alike
-        for name, fit in variants(X, y, args.epochs, args.batch_size, args.device).items():
+        for name, fit in pick(variants(X, y, args.epochs, args.batch_size, args.device)).items():
             sync()
             t0 = time.perf_counter()
             fit()
             sync()
             times[name] = min(times.get(name, np.inf), time.perf_counter() - t0)
-    ref = times["stacked, one pass"]
+    if args.profile:
+        profile_stacked(variants(X, y, args.epochs, args.batch_size, args.device)["stacked, one pass"])
+    ref = times.get("stacked, one pass", next(iter(times.values())))
     rows = [f"| {n} | {t:.2f} | {MEMBERS * args.epochs * args.rows / t:,.0f} | {t / ref:.2f}x |" for n, t in times.items()]
     publish(SECTION, [
         f"{MEMBERS} conditional RealNVPs ({TRANSFORMS} couplings, {HIDDEN}, {ACT}), {args.epochs} epochs, batch "
