@@ -20,8 +20,8 @@ One run measures, on 10-D standard-normal data (2^17 rows):
 * the sgemm ceiling: GFLOP/s of a 4096^3 float32 matmul on the same threads, and the
   architecture's FLOPs per event (2 x multiply-adds of the coupling MLPs), so
   scoring efficiency = events/s x FLOPs/event / ceiling; and the conditioner GEMMs alone (the
-  fused linear calls of rareflow's scoring, nothing else) at its best batch: the most that any
-  implementation on these kernels can reach;
+  fused linear calls of rareflow's scoring, nothing else) at its best batch: a ceiling, up to
+  run-to-run noise, for any implementation on these kernels;
 * optionally (``--stream-rows``), scoring a Parquet file of that many rows streamed by row group
   through the ``flow`` detector in a subprocess, with its peak RSS (bounded memory).
 
@@ -343,8 +343,7 @@ def main() -> None:
         f"The conditioner GEMMs alone (the same {3 * TRANSFORMS} fused linear calls per batch of "
         f"{score_best['rareflow'][1]}, same weights, nothing else; best of {args.repeats}): "
         f"{gemm_rate:,.0f} events/s = **{100 * gemm_rate * fpe / (ceiling * 1e9):.1f}%** of the FLOP bound; "
-        f"rareflow's scoring "
-        f"reaches {100 * score_best['rareflow'][0] / gemm_rate:.1f}% of that GEMM-only rate."
+        f"rareflow's scoring reaches {100 * score_best['rareflow'][0] / gemm_rate:.1f}% of that GEMM-only rate."
     )
     if skipped:
         goals += f" Not installed, so not measured: {', '.join(skipped)} (`pip install {' '.join(skipped)}`)."
@@ -418,8 +417,8 @@ Notes:
 def gemm_chain_rate(model: nn.Module, batch: int, device: str = "cpu") -> float:
     """Events/s of the conditioner GEMMs alone: the fused linear calls that ``FlowModel.evaluate``
     makes per scoring batch (same weights, batch and kernel), on a fixed input, without the coupling
-    arithmetic, preprocessing or float64 conversion: the most any implementation on these kernels
-    can reach at this batch size."""
+    arithmetic, preprocessing or float64 conversion: a ceiling (up to run-to-run noise) for any
+    implementation on these kernels at this batch size."""
     from rareflow.flows.model import fused_linear
 
     fast = model._fast
