@@ -211,3 +211,67 @@ def test_zuko_flows_run_through_vmap(kind: str) -> None:
     h = train(alone, nll_loss, tr, va, seed=6, **kw)
     np.testing.assert_allclose(hs[1]["val_loss"], h["val_loss"], rtol=1e-4)
     assert _max_diff(alone, models[1]) < 1e-4
+
+
+# -- the stacked form (no vmap) against each member and against vmap ------------------------------
+def _shaken(pre: Preprocessor, seeds: tuple[int, ...]) -> list[FlowModel]:
+    """Conditional fused RealNVPs with every weight moved off its initial value (so no layer is zero)."""
+    models = [_conditional(pre, s) for s in seeds]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in models:
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return models
+
+
+def test_stacked_log_prob_equals_each_member_with_gradients() -> None:
+    X, y, _ = _two_class(300, seed=3)
+    pre = Preprocessor.fit(X)
+    models = _shaken(pre, (0, 1, 2))
+    r = np.random.default_rng(4)
+    x = torch.as_tensor(X[r.integers(0, 300, (3, 40))], dtype=torch.float32)  # each member its own rows
+    c = torch.nn.functional.one_hot(torch.as_tensor(r.integers(0, 2, (3, 40))), 2).float()
+    params = {n: p.detach().clone().requires_grad_() for n, p in torch.func.stack_module_state(models)[0].items()}
+    stacked = models[0].stacked_log_prob(params, x, c)
+    assert stacked.shape == (3, 40)
+    (stacked * torch.linspace(0.5, 1.5, 40)).sum().backward()
+    for k, m in enumerate(models):
+        alone = m.log_prob(x[k], c[k])
+        torch.testing.assert_close(stacked[k], alone, rtol=1e-5, atol=1e-5)
+        (alone * torch.linspace(0.5, 1.5, 40)).sum().backward()
+        for n, p in m.named_parameters():
+            torch.testing.assert_close(params[n].grad[k], p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_stacked_form_only_where_it_applies_and_equal_to_vmap() -> None:
+    from rareflow.flows.ensemble import FIELDS, _Call, _Stack
+
+    X, y, w = _two_class(300, seed=5)
+    pre = Preprocessor.fit(X)
+    models = _shaken(pre, (0, 1))
+    pair = lambda m: ClassFlows([m], conditional=True)  # noqa: E731
+    assert _Stack(models, None, class_context_nll_loss()).stacked_loss is not None
+    assert _Stack(models, None, nll_loss).stacked_loss is not None
+    assert _Stack(models, None, class_context_nll_loss(trim=0.01)).stacked_loss is None  # branches on values
+    assert _Stack(models, pair, class_nll_loss()).stacked_loss is None  # a wrap
+    unfused = [FlowModel(FlowConfig("realnvp", features=3, context=2, transforms=3, hidden=(16, 16)), pre, seed=0, fused=False)]
+    assert _Stack(unfused, None, nll_loss).stacked_loss is None
+    maf = [FlowModel(FlowConfig("maf", features=3, transforms=2, hidden=(16, 16)), pre, seed=0)]
+    assert _Stack(maf, None, nll_loss).stacked_loss is None
+    # the same losses and per-member gradients as the vmap path, with weights, on a member subset
+    rows = _batch(X, y, w).index(torch.as_tensor(np.random.default_rng(6).integers(0, 300, (2, 50))))
+    fields = [getattr(rows, f) for f in FIELDS]
+    results = []
+    for use_stacked in (True, False):
+        stack = _Stack(_shaken(pre, (0, 1)), None, class_context_nll_loss())
+        if not use_stacked:
+            stack.stacked_loss = None
+        call = _Call(stack.base, stack.view, class_context_nll_loss())
+        sub = [f[1:] for f in fields if f is not None]
+        losses = stack.losses(call, torch.tensor([1]), [sub[0], None, sub[1], sub[2]])
+        losses.sum().backward()
+        results.append((losses.detach(), stack.flat.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
+    assert float(results[0][1][0].abs().max()) == 0.0 and float(results[0][1][1].abs().max()) > 0  # member 0 was left out

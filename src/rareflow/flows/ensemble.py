@@ -9,15 +9,26 @@ stopping. Here the members' parameters are stacked over a leading member dimensi
 .. math:: L_k = \\ell\\big(f_{\\theta_k};\\ B_k\\big), \\qquad k = 1 \\dots M, \\qquad
           \\nabla_{\\theta_k} \\textstyle\\sum_j L_j = \\nabla_{\\theta_k} L_k ,
 
-with ``torch.vmap(functional_call(model, theta_k, B_k))`` (batched matmuls over the member
-dimension), so the gradient of the summed loss is each member's own gradient. The members stay
-independent, exactly as if trained separately:
+so the gradient of the summed loss is each member's own gradient. Two ways to evaluate the
+:math:`L_k`, chosen per call of :func:`train_ensemble`:
+
+* **stacked form** (fused RealNVPs, no ``wrap``, a loss with a ``stacked`` attribute:
+  :func:`~rareflow.flows.losses.nll_loss` and :func:`class_context_nll_loss`):
+  :meth:`~rareflow.flows.model.FlowModel.stacked_log_prob`, one ``baddbmm`` per layer for all
+  members and no ``vmap`` (flow-classifier's default path);
+* **vmap**: ``torch.vmap(functional_call(model, theta_k, B_k))`` for any other loss or flow
+  (zuko's MAF/NSF, ``ClassFlows`` wraps, trimmed losses).
+
+All parameters of all members live in ONE ``(M, P)`` tensor, of which the stacked weights are
+views, so the per-member gradient norm, clipping and AdamW (its fused kernel) are one operation
+each instead of one per parameter tensor. The members stay independent, exactly as if trained
+separately:
 
 * own initialisation (the caller builds each :class:`~rareflow.flows.model.FlowModel` with its
   seed; all members share one preprocessing, whose buffers must be equal),
 * own data order: member :math:`k` draws its permutation of the training rows from a generator
   seeded with ``seeds[k]`` (the same draws as :func:`rareflow.training.train` with that seed),
-* own optimiser state (AdamW is elementwise, so one AdamW over the stacked tensors is M AdamWs)
+* own optimiser state (AdamW is elementwise, so one AdamW over the stacked tensor is M AdamWs)
   and own gradient-norm clipping (the norm is taken per member),
 * own bad-batch guard (:class:`~rareflow.training.guards.StackedGuard`, the rules of ``train``):
   a member's NaN/inf/exploded batch is skipped for that member only,
@@ -33,17 +44,15 @@ square-root rule :math:`\\eta = \\eta_0 \\sqrt{b / b_0}` for larger batches (Kri
 "One weird trick"; Hoffer et al. 2017), off by default.
 
 The trained (best) weights are loaded back into the given models, which are then used exactly as
-after sequential training. ``vmap`` was measured against a prototype of hand-written ``baddbmm``
-couplings of the fused RealNVP (5 members, batch 256, 1 CPU thread, forward + backward: 26.5 vs
-26.6 ms per step, equal within noise) and kept because it also runs through zuko's MAF/NSF, so it
-is the one path. Fit times against sequential training: ``benchmarks/bench_ensemble.py``.
+after sequential training. Fit times against sequential training and zuko, and what the stacked
+form and the one-tensor parameters buy over ``vmap``: ``benchmarks/bench_ensemble.py``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +91,15 @@ def class_context_nll_loss(n_classes: int = 2, trim: float = 0.0) -> LossFn:
             per_row = per_row.masked_fill(~keep, 0.0)
         return weighted_mean(per_row, w)
 
+    def stacked(model: nn.Module, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
+        """``(M,)``: the loss of ``M`` stacked members on their own rows (fields ``(M, B, ...)``)."""
+        assert batch.label is not None, "class_context_nll_loss needs labels"
+        classes = torch.arange(n_classes, device=batch.x.device, dtype=batch.label.dtype)
+        context = (batch.label.unsqueeze(-1) == classes).to(batch.x.dtype)
+        return weighted_mean(-model.stacked_log_prob(params, batch.x, context), batch.weight, dim=-1)
+
+    if trim <= 0:
+        loss_fn.stacked = stacked  # type: ignore[attr-defined]  # the form train_ensemble runs without vmap
     return loss_fn
 
 
@@ -107,25 +125,51 @@ class _Call(nn.Module):
 
 
 class _Stack:
-    """The members' parameters stacked over dim 0, their best snapshots and frozen flags."""
+    """The members' parameters as ONE ``(M, P)`` tensor, their best snapshots and frozen flags.
 
-    def __init__(self, models: Sequence[FlowModel], wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+    Every parameter of member ``k`` is a view into row ``k`` of :attr:`flat` (:attr:`params`), so
+    the per-member gradient norm, clipping, the skip/restore copies and AdamW each run as one
+    operation on one tensor instead of one per parameter tensor.
+    """
+
+    def __init__(self, models: Sequence[FlowModel], wrap: Callable[[nn.Module], nn.Module] | None, loss_fn: LossFn) -> None:
         _check_shared_buffers(models)
         self.models = list(models)
         self.base = models[0]
         self.view = wrap(self.base) if wrap is not None else self.base
         params, _ = stack_module_state(self.models)
-        self.params: dict[str, Tensor] = params
-        self.best = {n: p.detach().clone() for n, p in params.items()}
-        self.active = torch.ones(len(models), dtype=torch.bool)
+        m = len(models)
+        self.names = list(params)
+        self.shapes = [tuple(p.shape[1:]) for p in params.values()]
+        self.sizes = [math.prod(shape) for shape in self.shapes]
+        self.flat = torch.cat([p.detach().reshape(m, -1) for p in params.values()], dim=1).requires_grad_()
+        self.best = self.flat.detach().clone()
+        self.active = torch.ones(m, dtype=torch.bool)
+        stackable = wrap is None and all(getattr(mod, "stackable", False) for mod in self.models)
+        self.stacked_loss: Callable[..., Tensor] | None = getattr(loss_fn, "stacked", None) if stackable else None
+
+    @property
+    def params(self) -> dict[str, Tensor]:
+        """Name -> ``(M, ...)`` views of :attr:`flat` (gradients flow into ``flat``)."""
+        return self._views(self.flat)
+
+    def _views(self, flat: Tensor) -> dict[str, Tensor]:
+        chunks = flat.split(self.sizes, dim=1)
+        return {n: c.view(len(flat), *shape) for n, c, shape in zip(self.names, chunks, self.shapes)}
 
     def member(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s weights, named for :class:`_Call`."""
         return {f"base.{n}": p[k] for n, p in self.params.items()}
 
     def losses(self, call: _Call, active: Tensor | None, fields: Sequence[Tensor | None]) -> Tensor:
-        """``(A,)``: each active member's loss on its own rows (``fields`` stacked over members)."""
-        params = self.params if active is None else {n: p[active] for n, p in self.params.items()}
+        """``(A,)``: each active member's loss on its own rows (``fields`` stacked over members).
+
+        The loss's ``stacked`` form (:meth:`FlowModel.stacked_log_prob`, no ``vmap``) when it has
+        one and the members allow it, else ``vmap`` over ``loss_fn``.
+        """
+        params = self._views(self.flat if active is None else self.flat[active])
+        if self.stacked_loss is not None:
+            return self.stacked_loss(self.base, params, Batch(*fields))
         named = {f"base.{n}": p for n, p in params.items()}
         dims = tuple(None if f is None else 0 for f in fields)
 
@@ -137,41 +181,38 @@ class _Stack:
     def grad_norms(self) -> Tensor:
         """``(M,)`` per-member gradient 2-norms; in float64 where float32 overflows although every
         entry is finite (as :func:`rareflow.training.guards.grad_norm`)."""
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        norm = torch.stack([g.reshape(len(g), -1).square().sum(1) for g in grads]).sum(0).sqrt()
+        g = self.flat.grad if self.flat.grad is not None else torch.zeros_like(self.flat)
+        norm = torch.linalg.vector_norm(g, dim=1)
         if bool(torch.isinf(norm).any()):  # rare: only then the float64 pass (and its sync)
-            wide = torch.stack([g.reshape(len(g), -1).double().square().sum(1) for g in grads]).sum(0).sqrt()
+            wide = torch.linalg.vector_norm(g.double(), dim=1)
             norm = torch.where(torch.isinf(norm), wide.to(norm.dtype).clamp(max=torch.finfo(norm.dtype).max), norm)
             norm = torch.where(torch.isinf(wide), wide.to(norm.dtype), norm)
         return norm
 
     def clip(self, norms: Tensor, max_norm: float | None, skip: Tensor) -> None:
-        """Per-member gradient-norm clipping (``clip_grad_norm_`` on each slice, given the norms);
+        """Per-member gradient-norm clipping (``clip_grad_norm_`` on each row, given the norms);
         the gradients of the ``skip`` members are zeroed."""
+        g = self.flat.grad
+        if g is None:
+            return
         coef = torch.ones_like(norms) if max_norm is None or max_norm <= 0 else (max_norm / (norms + 1e-6)).clamp(max=1.0)
         coef = torch.where(skip | ~torch.isfinite(coef), 0.0, coef)
-        for p in self.params.values():
-            if p.grad is not None:
-                shape = (-1, *([1] * (p.grad.ndim - 1)))
-                p.grad.copy_(torch.where(skip.view(shape), 0.0, p.grad * coef.view(shape)))
+        g.copy_(torch.where(skip.unsqueeze(1), 0.0, g * coef.unsqueeze(1)))
 
     @torch.no_grad()
-    def keep(self, skip: Tensor, before: dict[str, Tensor]) -> None:
+    def keep(self, skip: Tensor, before: Tensor) -> None:
         """Put the ``skip`` members' weights back to ``before`` (their step is skipped)."""
-        for n, p in self.params.items():
-            p.copy_(torch.where(skip.view(-1, *([1] * (p.ndim - 1))), before[n], p))
+        self.flat.copy_(torch.where(skip.unsqueeze(1), before, self.flat))
 
     @torch.no_grad()
     def snapshot(self, k: int) -> None:
-        for n, p in self.params.items():
-            self.best[n][k].copy_(p[k])
+        self.best[k].copy_(self.flat[k])
 
     @torch.no_grad()
     def restore_frozen(self) -> None:
-        frozen = (~self.active).nonzero().squeeze(-1).to(next(iter(self.params.values())).device)
+        frozen = (~self.active).nonzero().squeeze(-1).to(self.flat.device)
         if len(frozen):
-            for n, p in self.params.items():
-                p.index_copy_(0, frozen, self.best[n].index_select(0, frozen))
+            self.flat.index_copy_(0, frozen, self.best.index_select(0, frozen))
 
     def freeze(self, k: int) -> None:
         self.active[k] = False
@@ -180,9 +221,10 @@ class _Stack:
     @torch.no_grad()
     def load_best(self) -> None:
         """Copy each member's best weights into its ``FlowModel`` (eval mode)."""
+        best = self._views(self.best)
         for k, model in enumerate(self.models):
             for n, p in model.named_parameters():
-                p.copy_(self.best[n][k])
+                p.copy_(best[n][k])
             model.eval()
 
 
@@ -253,8 +295,11 @@ def train_ensemble(
     ``loss_fn(model, batch)`` is any scalar loss of :func:`rareflow.training.train`, called
     per member on ``wrap(model)`` (e.g. ``lambda m: ClassFlows([m], conditional=True)`` for
     :func:`~rareflow.flows.selfsup.class_nll_loss`; or use :func:`class_context_nll_loss` on
-    the flow itself, one pass instead of two). It runs under ``torch.vmap``: no Python branches
-    on tensor values (``val_loss_fn`` runs per member without vmap, so trimming is fine there).
+    the flow itself, one pass instead of two). A loss with a ``stacked`` attribute,
+    ``stacked(model, params, batch) -> (M,)`` on rows ``(M, B, ...)``, runs in that form when no
+    ``wrap`` is given and every member is ``stackable`` (fused RealNVP); any other runs under
+    ``torch.vmap``: no Python branches on tensor values (``val_loss_fn`` runs per member without
+    vmap, so trimming is fine there).
     ``seeds[k]`` (default ``k``) seeds member ``k``'s data order; the global RNG (dequantisation
     noise) is seeded with ``seeds[0]``. Other arguments as in ``train``; ``schedule`` is
     ``cosine`` or ``none`` (a plateau schedule would need one lr per member). The history keys
@@ -271,7 +316,7 @@ def train_ensemble(
     models = [model.to(dev) for model in models]
     train_data = train_data.to(dev)
     valid = _fixed_subset(valid_data.to(dev) if valid_data is not None else None, valid_rows, seeds[0])
-    stack = _Stack(models, wrap)
+    stack = _Stack(models, wrap, loss_fn)
     calls = (_Call(stack.base, stack.view, loss_fn), _Call(stack.base, stack.view, val_loss_fn or loss_fn, evaluate=True))
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                     clip_grad=clip_grad, patience=patience, min_delta=min_delta, seeds=seeds,
@@ -331,7 +376,8 @@ def _run(
     description: str,
     callback: Callable[[int, dict[str, Tensor], Tensor], None] | None,
 ) -> list[dict[str, Any]]:
-    opt = torch.optim.AdamW(list(stack.params.values()), lr=lr, weight_decay=weight_decay, foreach=True)
+    fused = stack.flat.device.type in ("cpu", "cuda")  # one tensor: AdamW's fused kernel where torch has one
+    opt = torch.optim.AdamW([stack.flat], lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {"foreach": True}))
     n, m = len(data), len(stack.models)
     batch_size = min(batch_size, n)
     steps = max(n // batch_size, 1)  # drop the ragged last batch, as train()
@@ -397,7 +443,7 @@ def _epoch(
         norms = stack.grad_norms()
         skip = guard.bad(full, norms, present)
         stack.clip(norms, clip_grad, skip)
-        before = {n: p.detach().clone() for n, p in stack.params.items()} if bool(skip.any()) else None
+        before = stack.flat.detach().clone() if bool(skip.any()) else None
         opt.step()
         if cosine is not None:
             cosine.step()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +13,14 @@ from rareflow.training.batch import Batch, weighted_mean
 def nll_loss(model: nn.Module, batch: Batch) -> Tensor:
     """Weighted mean negative log-likelihood :math:`-\\frac{1}{\\sum w}\\sum_i w_i \\log p(x_i|c_i)`."""
     return weighted_mean(-model.log_prob(batch.x, batch.context), batch.weight)
+
+
+def _stacked_nll(model: nn.Module, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
+    """``(M,)``: :func:`nll_loss` of ``M`` stacked members, each on its own rows (``batch`` fields ``(M, B, ...)``)."""
+    return weighted_mean(-model.stacked_log_prob(params, batch.x, batch.context), batch.weight, dim=-1)
+
+
+nll_loss.stacked = _stacked_nll  # type: ignore[attr-defined]  # the form train_ensemble runs without vmap
 
 
 def trimmed_nll_loss(trim: float = 0.01) -> Callable[[nn.Module, Batch], Tensor]:
