@@ -6,6 +6,8 @@ no validation, so only the fitting is timed) on the same rows, batch size and th
 
 * ``stacked, one pass``: :func:`rareflow.flows.ensemble.train_ensemble` with
   :func:`~rareflow.flows.ensemble.class_context_nll_loss` (each row under its own class only);
+* ``stacked, one pass, through vmap``: the same loss without its ``stacked`` form, so the loop
+  evaluates it under ``torch.vmap`` (what the stacked form, one ``baddbmm`` per layer, buys);
 * ``stacked, one pass, 4x batch, sqrt-scaled lr``: the same with ``lr_reference_batch`` (speed
   only; whether the validation NLL allows it is for the flow-classifier study);
 * ``stacked, two passes``: the same loop with today's ``class_nll_loss`` on ``ClassFlows([m])``
@@ -91,6 +93,7 @@ def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, device: str 
 
     return {
         "stacked, one pass": lambda: train_ensemble(rareflow_members(X), class_context_nll_loss(), data, **kw),
+        "stacked, one pass, through vmap": lambda: train_ensemble(rareflow_members(X), without_stacked_form(), data, **kw),
         "stacked, one pass, 4x batch, sqrt-scaled lr": lambda: train_ensemble(
             rareflow_members(X), class_context_nll_loss(), data, **{**kw, "batch_size": 4 * batch}, lr_reference_batch=batch
         ),
@@ -102,6 +105,14 @@ def variants(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, device: str 
         ),
         "sequential zuko": lambda: zuko_sequential(X, y, epochs, batch, device),
     }
+
+
+def without_stacked_form() -> Callable:
+    """``class_context_nll_loss()`` as a plain function (no ``stacked`` attribute): trained under vmap."""
+    from rareflow.flows.ensemble import class_context_nll_loss
+
+    loss = class_context_nll_loss()
+    return lambda model, batch: loss(model, batch)
 
 
 def zuko_sequential(X: np.ndarray, y: np.ndarray, epochs: int, batch: int, device: str = "cpu") -> None:

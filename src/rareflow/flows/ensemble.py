@@ -197,7 +197,7 @@ class _Stack:
             return
         coef = torch.ones_like(norms) if max_norm is None or max_norm <= 0 else (max_norm / (norms + 1e-6)).clamp(max=1.0)
         coef = torch.where(skip | ~torch.isfinite(coef), 0.0, coef)
-        g.copy_(torch.where(skip.unsqueeze(1), 0.0, g * coef.unsqueeze(1)))
+        g.mul_(coef.unsqueeze(1)).masked_fill_(skip.unsqueeze(1), 0.0)  # in place; NaN * 0 is NaN, hence the fill
 
     @torch.no_grad()
     def keep(self, skip: Tensor, before: Tensor) -> None:

@@ -160,9 +160,9 @@ class FusedRealNVP:
                 for layer in lin[:-1]:
                     h = fused_linear(h, layer.weight, layer.bias, self.act, onednn)
                 h = fused_linear(h, lin[-1].weight, lin[-1].bias, None, onednn).unflatten(-1, (-1, 2))
-            s = h[..., 1]
+            t, s = h.unbind(-1)  # one stack in the backward, where two selects zero-fill two (B, d, 2) tensors
             log_scale = s / (1.0 + (s * self.inv_log_slope).abs())
-            xb = torch.addcmul(h[..., 0], xb, log_scale.exp())
+            xb = torch.addcmul(t, xb, log_scale.exp())
             step = log_scale.sum(-1)
             ladj = step if ladj is None else ladj + step
             xa, xb = xb, xa
