@@ -80,11 +80,14 @@ def class_context_nll_loss(n_classes: int = 2, trim: float = 0.0) -> LossFn:
     ``class_nll_loss``; it branches on tensor values, so use it as ``val_loss_fn`` only.
     """
 
-    def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
+    def own_class(batch: Batch) -> Tensor:
+        """One-hot context of each row's own class (any leading shape)."""
         assert batch.label is not None, "class_context_nll_loss needs labels"
         classes = torch.arange(n_classes, device=batch.x.device, dtype=batch.label.dtype)
-        context = (batch.label.unsqueeze(-1) == classes).to(batch.x.dtype)
-        per_row, w = -model.log_prob(batch.x, context), batch.weight
+        return (batch.label.unsqueeze(-1) == classes).to(batch.x.dtype)
+
+    def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
+        per_row, w = -model.log_prob(batch.x, own_class(batch)), batch.weight
         if trim > 0 and len(per_row) > 1 and not bool(torch.isnan(per_row).any()):
             keep = per_row <= torch.quantile(per_row.detach().float(), 1.0 - trim).to(per_row.dtype)
             w = keep.to(per_row.dtype) if w is None else w * keep
@@ -93,10 +96,7 @@ def class_context_nll_loss(n_classes: int = 2, trim: float = 0.0) -> LossFn:
 
     def stacked(model: nn.Module, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
         """``(M,)``: the loss of ``M`` stacked members on their own rows (fields ``(M, B, ...)``)."""
-        assert batch.label is not None, "class_context_nll_loss needs labels"
-        classes = torch.arange(n_classes, device=batch.x.device, dtype=batch.label.dtype)
-        context = (batch.label.unsqueeze(-1) == classes).to(batch.x.dtype)
-        return weighted_mean(-model.stacked_log_prob(params, batch.x, context), batch.weight, dim=-1)
+        return weighted_mean(-model.stacked_log_prob(params, batch.x, own_class(batch)), batch.weight, dim=-1)
 
     if trim <= 0:
         loss_fn.stacked = stacked  # type: ignore[attr-defined]  # the form train_ensemble runs without vmap

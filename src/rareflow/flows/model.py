@@ -252,7 +252,7 @@ class FlowModel(nn.Module):
         leading dimension (``torch.func.stack_module_state``); ``x`` ``(M, B, d)`` and ``context``
         ``(M, B, c)`` hold each member's own rows. Equal to member ``k``'s :meth:`log_prob` on
         ``x[k]`` up to float round-off; one ``baddbmm`` per layer instead of ``M`` GEMMs and no
-        ``vmap``. Only for fused RealNVPs (:attr:`fused`); gradients flow into ``params``.
+        ``vmap``. Only where :attr:`stackable` (fused RealNVPs); gradients flow into ``params``.
         """
         names = self._stacked_names()
         assert self._fast is not None
