@@ -151,16 +151,13 @@ class FusedRealNVP:
         ladj: Tensor | None = None
         for j, lin in enumerate(self.linears):
             h = xa if c is None else torch.cat((xa, c), dim=-1)
-            if stacked is not None:
-                *hidden, last = stacked[j]
-                for w, b in hidden:
-                    h = stacked_linear(h, w, b, self.act)
-                h = stacked_linear(h, *last).unflatten(-1, (-1, 2))
-            else:
-                for layer in lin[:-1]:
-                    h = fused_linear(h, layer.weight, layer.bias, self.act, onednn)
-                h = fused_linear(h, lin[-1].weight, lin[-1].bias, None, onednn).unflatten(-1, (-1, 2))
-            t, s = h.unbind(-1)  # one stack in the backward, where two selects zero-fill two (B, d, 2) tensors
+            for i, layer in enumerate(lin):
+                act = self.act if i < len(lin) - 1 else None
+                if stacked is not None:
+                    h = stacked_linear(h, *stacked[j][i], act)
+                else:
+                    h = fused_linear(h, layer.weight, layer.bias, act, onednn)
+            t, s = h.unflatten(-1, (-1, 2)).unbind(-1)  # one stack in the backward, where two selects zero-fill two (B, d, 2) tensors
             log_scale = s / (1.0 + (s * self.inv_log_slope).abs())
             xb = torch.addcmul(t, xb, log_scale.exp())
             step = log_scale.sum(-1)

@@ -65,10 +65,8 @@ def make_batch(
 def weighted_mean(values: Tensor, weight: Tensor | None, dim: int | None = None) -> Tensor:
     """:math:`\\sum_i w_i v_i / \\sum_i w_i` (plain mean without weights), over all entries or along ``dim``."""
     if weight is None:
-        return values.mean() if dim is None else values.mean(dim)
-    if dim is None:
-        return (values * weight).sum() / weight.sum().clamp_min(torch.finfo(values.dtype).tiny)
-    return (values * weight).sum(dim) / weight.sum(dim).clamp_min(torch.finfo(values.dtype).tiny)
+        return values.mean(dim=dim)
+    return (values * weight).sum(dim=dim) / weight.sum(dim=dim).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def class_balanced_weights(y: np.ndarray, w: np.ndarray | None, balance: bool = True) -> np.ndarray:
