@@ -151,17 +151,25 @@ def test_signal_during_score_removes_temp_file(tmp_path: Path, sig: int) -> None
     assert main(["train", "mahalanobis", "--data", str(small), "--out", str(model), "-q"]) == 0
     out = tmp_path / "out" / "s.parquet"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    # one row per chunk: 200,000 chunks take minutes, so the process is still scoring when the
+    # signal comes however slow this machine is (with 500 rows per chunk a loaded CI host once
+    # finished between the poll and the signal, and Popen.send_signal skips a finished process)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rareflow", "score", "--model", str(model), "--data", str(big), "--out", str(out),
-         "--batch-rows", "500", "-q"],
+         "--batch-rows", "1", "-q"],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.parent.exists() and any(out.parent.iterdir())):
-        time.sleep(0.05)
-    assert proc.poll() is None, "score finished before the signal; make the table larger"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out.parent.exists() and any(out.parent.iterdir())):
+            time.sleep(0.05)
+        assert proc.poll() is None, "score finished before the signal; make the table larger"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 128 + sig and len(err.strip().splitlines()) == 1 and "aborted" in err
     assert not out.exists() and not list(out.parent.iterdir())
 
